@@ -1,0 +1,1 @@
+"""Composition root: FastAPI app factory, API routers, CLI, wiring and the demo."""

@@ -1,0 +1,146 @@
+"""Operator API: players (until the vault owns registration), manual adjustments, FX rates,
+and balances now or at any past instant."""
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+
+from app import schemas
+from app.api import idempotent
+from app.api.wallet import ERRORS
+from app.auth import IdempotencyKey, Operator, Uow
+from core import fx, ledger, players, wallets
+from core.errors import InvalidRequest
+from core.journal import rfc3339
+from core.money import format_minor, parse_amount
+
+router = APIRouter(prefix="/v1/admin", tags=["operator"], responses=ERRORS)
+
+
+def parse_instant(text: str, field: str) -> datetime:
+    try:
+        instant = datetime.fromisoformat(text)
+    except ValueError:
+        instant = None
+    if instant is None or instant.tzinfo is None:
+        raise InvalidRequest(
+            "invalid_datetime", f"{field} must be an RFC 3339 date-time with offset", field=field
+        )
+    return instant
+
+
+@router.post("/players", response_model=schemas.PlayerCreated)
+async def create_player(
+    request: Request,
+    body: schemas.NewPlayer,
+    uow: Uow,
+    principal: Operator,
+    key: IdempotencyKey,
+) -> JSONResponse:
+    async def act() -> schemas.PlayerCreated:
+        player_id = await players.register(
+            uow, currency=body.currency, jurisdiction=body.jurisdiction, ctx=principal.context()
+        )
+        return schemas.PlayerCreated(
+            player_id=player_id, currency=body.currency, jurisdiction=body.jurisdiction
+        )
+
+    return await idempotent.run(request, uow=uow, principal=principal, key=key, action=act)
+
+
+@router.post("/adjustments", response_model=schemas.AdjustmentDone)
+async def adjust(
+    request: Request,
+    body: schemas.Adjustment,
+    uow: Uow,
+    principal: Operator,
+    key: IdempotencyKey,
+) -> JSONResponse:
+    """Credit or debit a wallet by hand: a normal ledger transaction, journaled with its reason."""
+
+    async def act() -> schemas.AdjustmentDone:
+        done = await wallets.adjust(
+            uow,
+            player_id=body.player_id,
+            amount=parse_amount(body.amount, body.currency),
+            source=body.source,
+            direction=body.direction,
+            operator=body.operator,
+            reason=body.reason,
+            ctx=principal.context(),
+        )
+        return schemas.AdjustmentDone.of(
+            done.wallet, ledger_transaction_id=done.ledger_transaction_id
+        )
+
+    return await idempotent.run(request, uow=uow, principal=principal, key=key, action=act)
+
+
+@router.post("/fx-rates", response_model=schemas.FxRateOut)
+async def record_fx_rate(
+    request: Request,
+    body: schemas.NewFxRate,
+    uow: Uow,
+    principal: Operator,
+    key: IdempotencyKey,
+) -> JSONResponse:
+    """Record a rate; stakes in `base` for `quote` wallets use the newest rate in force."""
+
+    async def act() -> schemas.FxRateOut:
+        rate = await fx.record_rate(
+            uow,
+            base=body.base,
+            quote=body.quote,
+            rate=fx.parse_rate(body.rate),
+            source=body.source,
+            as_of=parse_instant(body.as_of, "as_of"),
+            ctx=principal.context(),
+        )
+        return schemas.FxRateOut(
+            base=rate.base,
+            quote=rate.quote,
+            rate=str(rate.rate),
+            source=rate.source,
+            as_of=rfc3339(rate.as_of),
+        )
+
+    return await idempotent.run(request, uow=uow, principal=principal, key=key, action=act)
+
+
+@router.get("/accounts/{code}/balance", response_model=schemas.AccountBalance)
+async def account_balance(
+    code: str,
+    uow: Uow,
+    _: Operator,
+    at: Annotated[
+        str | None, Query(description="RFC 3339 instant: the balance as it stood then")
+    ] = None,
+) -> schemas.AccountBalance:
+    """Current balance (O(1)), or the balance at `at` recomputed from postings."""
+    account = await ledger.account_by_code(uow, code)
+    if at is None:
+        minor, when = await ledger.balance(uow, account.id), None
+    else:
+        instant = parse_instant(at, "at")
+        minor, when = await ledger.balance_at(uow, account.id, instant), rfc3339(instant)
+    await uow.commit()
+    return schemas.AccountBalance(
+        account=code,
+        currency=account.currency,
+        balance=format_minor(minor, account.currency),
+        at=when,
+    )
+
+
+@router.get("/players/{player_id}/wallet", response_model=schemas.WalletView)
+async def player_wallet(
+    player_id: uuid.UUID,
+    uow: Uow,
+    _: Operator,
+) -> schemas.WalletView:
+    wallet = await players.wallet(uow, player_id)
+    await uow.commit()
+    return schemas.WalletView.of(wallet)

@@ -1,0 +1,228 @@
+"""The `pitwarden` command line."""
+
+import asyncio
+import json
+import shlex
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from app import demo, signing
+from app.runtime import ready_database, run_with_uow, with_uow_factory
+from core import clients, fx, ledger, players
+from core.errors import DomainError
+from core.journal import EventContext, rfc3339
+from core.money import format_minor
+from core.settings import Settings
+from core.uow import UnitOfWorkFactory
+
+cli = typer.Typer(
+    help="Pitwarden: compliance and audit heart of an online casino.", no_args_is_help=True
+)
+ledger_cli = typer.Typer(help="Ledger balances, now or at any past instant.", no_args_is_help=True)
+fx_cli = typer.Typer(help="Exchange rates used to convert stakes.", no_args_is_help=True)
+players_cli = typer.Typer(help="Players as the money core knows them.", no_args_is_help=True)
+clients_cli = typer.Typer(
+    help="API clients: game providers and operator tools.", no_args_is_help=True
+)
+client_cli = typer.Typer(help="Act as an API client: sign a request.", no_args_is_help=True)
+cli.add_typer(ledger_cli, name="ledger")
+cli.add_typer(fx_cli, name="fx")
+cli.add_typer(players_cli, name="players")
+cli.add_typer(clients_cli, name="clients")
+cli.add_typer(client_cli, name="client")
+
+CLI_CONTEXT = EventContext(actor="cli", trace_id="cli")
+
+
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+def _fail(error: DomainError) -> None:
+    typer.echo(
+        json.dumps(
+            {"error": {"code": error.code, "message": error.message, "details": error.details}}
+        ),
+        err=True,
+    )
+    raise typer.Exit(2)
+
+
+@cli.command()
+def serve(
+    demo_data: Annotated[
+        bool, typer.Option("--demo/--no-demo", help="Seed the demo first")
+    ] = False,
+) -> None:
+    """Start the database if needed, migrate, and serve the API (Ctrl-C stops both)."""
+    import uvicorn  # noqa: PLC0415 - only the server needs it
+
+    from app.main import create_app  # noqa: PLC0415
+    from core.database import create_app_engine  # noqa: PLC0415
+
+    settings = _settings()
+    urls, _server = ready_database(settings)
+    if demo_data:
+        asyncio.run(with_uow_factory(urls.app, demo.seed))
+    app = create_app(
+        settings=settings, engine=create_app_engine(urls.app, pool_size=settings.db_pool_size)
+    )
+    typer.echo(f"Pitwarden on http://{settings.host}:{settings.port} (OpenAPI UI at /docs)")
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+
+
+@cli.command()
+def migrate() -> None:
+    """Apply database migrations (as the owner) and set up the application role."""
+    urls, _ = ready_database(_settings())
+    typer.echo(f"migrated {urls.owner.render_as_string(hide_password=True)}")
+
+
+@cli.command("demo")
+def demo_command() -> None:
+    """Seed the demo (idempotent) and print its credentials."""
+    run_with_uow(_settings(), demo.seed)
+
+
+@ledger_cli.command("balance")
+def ledger_balance(
+    account: Annotated[str, typer.Argument(help="Account code, e.g. player:<uuid>:cash")],
+    at: Annotated[str | None, typer.Option(help="RFC 3339 instant: balance as it stood")] = None,
+) -> None:
+    """Current balance of ACCOUNT, or its balance at --at recomputed from postings."""
+    instant = datetime.fromisoformat(at) if at else None
+
+    async def work(uows: UnitOfWorkFactory) -> None:
+        async with uows() as uow:
+            ref = await ledger.account_by_code(uow, account)
+            minor = (
+                await ledger.balance_at(uow, ref.id, instant)
+                if instant
+                else await ledger.balance(uow, ref.id)
+            )
+            when = f" at {rfc3339(instant)}" if instant else ""
+            typer.echo(f"{account}{when}: {format_minor(minor, ref.currency)} {ref.currency}")
+
+    try:
+        run_with_uow(_settings(), work)
+    except DomainError as error:
+        _fail(error)
+
+
+@fx_cli.command("set")
+def fx_set(
+    base: str,
+    quote: str,
+    rate: str,
+    source: Annotated[str, typer.Option(help="Where the rate comes from")] = "manual",
+    as_of: Annotated[str | None, typer.Option(help="RFC 3339; default now")] = None,
+) -> None:
+    """Record a BASE/QUOTE rate (units of QUOTE per BASE)."""
+
+    async def work(uows: UnitOfWorkFactory) -> None:
+        async with uows() as uow:
+            when = datetime.fromisoformat(as_of) if as_of else uow.now
+            recorded = await fx.record_rate(
+                uow,
+                base=base,
+                quote=quote,
+                rate=fx.parse_rate(rate),
+                source=source,
+                as_of=when,
+                ctx=CLI_CONTEXT,
+            )
+            await uow.commit()
+            typer.echo(
+                f"{recorded.base}/{recorded.quote} = {recorded.rate} ({recorded.source}, "
+                f"as of {rfc3339(recorded.as_of)})"
+            )
+
+    try:
+        run_with_uow(_settings(), work)
+    except DomainError as error:
+        _fail(error)
+
+
+@players_cli.command("create")
+def players_create(
+    currency: Annotated[str, typer.Option()] = "EUR",
+    jurisdiction: Annotated[str, typer.Option()] = "MT",
+) -> None:
+    """Create a player with an empty wallet; prints the player id."""
+
+    async def work(uows: UnitOfWorkFactory) -> None:
+        async with uows() as uow:
+            player_id = await players.register(
+                uow, currency=currency, jurisdiction=jurisdiction, ctx=CLI_CONTEXT
+            )
+            await uow.commit()
+            typer.echo(str(player_id))
+
+    try:
+        run_with_uow(_settings(), work)
+    except DomainError as error:
+        _fail(error)
+
+
+@clients_cli.command("register")
+def clients_register(
+    client_id: str,
+    role: Annotated[str, typer.Option(help="game_provider or operator")] = "game_provider",
+    provider_code: Annotated[str | None, typer.Option(help="For game providers")] = None,
+    name: Annotated[str | None, typer.Option(help="Display name")] = None,
+) -> None:
+    """Register an API client and print its secret (shown once)."""
+    if role not in ("game_provider", "operator"):
+        raise typer.BadParameter("role is game_provider or operator")
+
+    async def work(uows: UnitOfWorkFactory) -> None:
+        async with uows() as uow:
+            client = await clients.register(
+                uow,
+                client_id=client_id,
+                role=role,  # type: ignore[arg-type]
+                display_name=name or client_id,
+                provider_code=provider_code if role == "game_provider" else None,
+                ctx=CLI_CONTEXT,
+            )
+            await uow.commit()
+            typer.echo(f"client_id={client.client_id}\nsecret={client.secret}")
+
+    run_with_uow(_settings(), work)
+
+
+@client_cli.command("sign")
+def client_sign(
+    method: str,
+    path: str,
+    client_id: Annotated[str, typer.Option(envvar="PITWARDEN_CLIENT_ID")],
+    secret: Annotated[str, typer.Option(envvar="PITWARDEN_CLIENT_SECRET")],
+    body: Annotated[str, typer.Option(help="JSON body, or @file")] = "",
+    url: Annotated[str, typer.Option(help="Print a curl command for this base URL")] = "",
+) -> None:
+    """Sign a request; prints its headers, or with --url a complete curl command."""
+    raw = Path(body[1:]).read_bytes() if body.startswith("@") else body.encode()
+    headers = signing.signed_headers(
+        client_id=client_id, secret=secret, method=method, path=path, body=raw
+    )
+    if method.upper() != "GET":
+        headers["Idempotency-Key"] = str(uuid.uuid4())
+        headers["Content-Type"] = "application/json"
+    if not url:
+        for name, value in headers.items():
+            typer.echo(f"{name}: {value}")
+        return
+    parts = ["curl", "-sS", "-X", method.upper(), url.rstrip("/") + path]
+    for name, value in headers.items():
+        parts += ["-H", f"{name}: {value}"]
+    if raw:
+        parts += ["--data-binary", raw.decode()]
+    typer.echo(shlex.join(parts))
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,103 @@
+"""A small demo: two game providers, an operator tool, three funded players, one FX rate.
+
+Idempotent: a second run finds the demo and prints its credentials again.
+"""
+
+import uuid
+from decimal import Decimal
+
+import sqlalchemy as sa
+
+from core import clients, fx, players, wallets
+from core.journal import EventContext
+from core.models import ApiClient
+from core.money import parse_amount
+from core.uow import UnitOfWorkFactory
+
+CTX = EventContext(actor="demo", trace_id="demo-seed")
+PROVIDERS = (
+    ("aurora-games", "aurora", "Aurora Games"),
+    ("borealis-live", "borealis", "Borealis Live"),
+)
+OPERATOR = "console-ops"
+# Fixed ids so that the printed examples stay valid across runs.
+PLAYERS = (
+    (uuid.UUID("00000000-0000-4000-8000-000000000001"), "EUR", "MT", "370.00", "25.00"),
+    (uuid.UUID("00000000-0000-4000-8000-000000000002"), "EUR", "DE", "120.00", "0"),
+    (uuid.UUID("00000000-0000-4000-8000-000000000003"), "USD", "SE", "500.00", "50.00"),
+)
+
+
+async def seed(uows: UnitOfWorkFactory) -> None:
+    async with uows() as uow:
+        if await uow.session.get(ApiClient, PROVIDERS[0][0]) is None:
+            for client_id, code, name in PROVIDERS:
+                await clients.register(
+                    uow,
+                    client_id=client_id,
+                    role="game_provider",
+                    display_name=name,
+                    provider_code=code,
+                    ctx=CTX,
+                )
+            await clients.register(
+                uow,
+                client_id=OPERATOR,
+                role="operator",
+                display_name="Compliance console",
+                provider_code=None,
+                ctx=CTX,
+            )
+            for player_id, currency, jurisdiction, cash, bonus in PLAYERS:
+                await players.register(
+                    uow, currency=currency, jurisdiction=jurisdiction, ctx=CTX, player_id=player_id
+                )
+                for source, amount in (("cash", cash), ("bonus", bonus)):
+                    if amount != "0":
+                        await wallets.adjust(
+                            uow,
+                            player_id=player_id,
+                            amount=parse_amount(amount, currency),
+                            source=source,  # type: ignore[arg-type]
+                            direction="credit",
+                            operator="demo",
+                            reason="demo funds",
+                            ctx=CTX,
+                        )
+            await fx.record_rate(
+                uow,
+                base="USD",
+                quote="EUR",
+                rate=Decimal("0.92"),
+                source="demo",
+                as_of=uow.now,
+                ctx=CTX,
+            )
+            await fx.record_rate(
+                uow,
+                base="EUR",
+                quote="USD",
+                rate=Decimal("1.087"),
+                source="demo",
+                as_of=uow.now,
+                ctx=CTX,
+            )
+            await uow.commit()
+        rows = (
+            await uow.session.execute(
+                sa.select(ApiClient.client_id, ApiClient.role, ApiClient.secret)
+                .where(ApiClient.client_id.in_([p[0] for p in PROVIDERS] + [OPERATOR]))
+                .order_by(ApiClient.role, ApiClient.client_id)
+            )
+        ).all()
+    print("Demo credentials (HMAC secrets):")
+    for row in rows:
+        print(f"  {row.role:<14} X-Client-Id={row.client_id:<14} secret={row.secret}")
+    print("Demo players:")
+    for player_id, currency, jurisdiction, cash, bonus in PLAYERS:
+        print(f"  {player_id}  {currency} {jurisdiction}  cash {cash}  bonus {bonus}")
+    print(
+        "Sign a request:  .venv/bin/pitwarden client sign POST /v1/wallet/balance "
+        "--client-id aurora-games --secret <secret> --url http://127.0.0.1:8000 "
+        f'--body \'{{"request_uuid": "{uuid.uuid4()}", "player_id": "{PLAYERS[0][0]}"}}\''
+    )

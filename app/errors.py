@@ -1,0 +1,111 @@
+"""Every error leaves the API as {"error": {"code", "message", "details"}}: never a stack trace."""
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from starlette.exceptions import HTTPException
+
+from core.errors import Conflict, DomainError, InvalidRequest, NotFound
+
+log = logging.getLogger(__name__)
+
+
+class Unauthorized(DomainError):
+    """Missing or bad credentials (401)."""
+
+
+class Forbidden(DomainError):
+    """Authenticated, but this client may not call this endpoint (403)."""
+
+
+class BadRequest(DomainError):
+    """The request itself is malformed: headers, JSON syntax (400)."""
+
+
+class PayloadTooLarge(DomainError):
+    """The body exceeds the accepted size (413)."""
+
+
+STATUS = {
+    PayloadTooLarge: 413,
+    BadRequest: 400,
+    Unauthorized: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    InvalidRequest: 422,
+}
+
+
+def status_of(error: DomainError) -> int:
+    return next((code for cls, code in STATUS.items() if isinstance(error, cls)), 400)
+
+
+def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def domain_error_response(error: DomainError) -> JSONResponse:
+    return JSONResponse(
+        error_body(error.code, error.message, error.details), status_code=status_of(error)
+    )
+
+
+async def _domain(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)  # noqa: S101 - registered for DomainError only
+    return domain_error_response(exc)
+
+
+async def _validation(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)  # noqa: S101
+    problems = [
+        {"field": ".".join(str(p) for p in e["loc"][1:]), "type": e["type"], "message": e["msg"]}
+        for e in exc.errors()
+    ]
+    if any(p["type"] == "json_invalid" for p in problems):
+        return JSONResponse(
+            error_body("malformed_json", "the body is not valid JSON"), status_code=400
+        )
+    return JSONResponse(
+        error_body(
+            "invalid_request", "the request does not match the schema", {"problems": problems}
+        ),
+        status_code=422,
+    )
+
+
+async def _http(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)  # noqa: S101
+    codes = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
+    return JSONResponse(
+        error_body(codes.get(exc.status_code, "http_error"), str(exc.detail)),
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
+
+
+async def _integrity(_: Request, exc: Exception) -> JSONResponse:
+    # Two requests raced for the same unique business id; the loser learns it here.
+    log.info("integrity conflict: %s", exc)
+    return JSONResponse(
+        error_body("concurrent_conflict", "a concurrent request changed the same records; retry"),
+        status_code=409,
+    )
+
+
+async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled error", exc_info=exc)
+    return JSONResponse(error_body("internal_error", "an internal error occurred"), status_code=500)
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(DomainError, _domain)
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(HTTPException, _http)
+    app.add_exception_handler(IntegrityError, _integrity)
+    app.add_exception_handler(DBAPIError, _unexpected)
+    app.add_exception_handler(Exception, _unexpected)

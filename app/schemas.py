@@ -1,0 +1,188 @@
+"""API schemas, apart from the ORM models. Money is a JSON string with a pattern, never a number."""
+
+import uuid
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
+
+from core.money import AMOUNT_PATTERN, CURRENCY_PATTERN, format_minor
+from core.players import Wallet
+
+Amount = Annotated[
+    str,
+    StringConstraints(pattern=AMOUNT_PATTERN),
+    Field(description='Decimal string in major units, e.g. "12.50"', examples=["10.00"]),
+]
+SignedAmount = Annotated[str, Field(pattern=r"^-?[0-9]+(\.[0-9]+)?$", examples=["-3.50"])]
+Currency = Annotated[str, StringConstraints(pattern=CURRENCY_PATTERN), Field(examples=["EUR"])]
+Ref = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,64}$"), Field(examples=["round-7781"])
+]
+Label = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class Strict(BaseModel):
+    """Unknown fields are refused; amounts are strings, so a JSON number never passes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Telemetry(Strict):
+    session_id: Annotated[str, StringConstraints(max_length=64)] | None = None
+    geo: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")] | None = Field(
+        None, description="ISO 3166-1 alpha-2 country the player plays from"
+    )
+    device: Annotated[str, StringConstraints(max_length=64)] | None = None
+
+
+class BalanceRequest(Strict):
+    request_uuid: uuid.UUID
+    player_id: uuid.UUID
+
+
+class BetRequest(Telemetry):
+    request_uuid: uuid.UUID
+    transaction_uuid: uuid.UUID
+    player_id: uuid.UUID
+    round_id: Ref
+    bet_id: Ref
+    game_id: Ref
+    amount: Amount
+    currency: Currency
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "request_uuid": "6f1c2b6e-52a4-4f0e-9d0c-3a5f1f6d2a10",
+                    "transaction_uuid": "0b8f3f3c-7a5e-4c9b-8f7e-2d1c0a9b8e71",
+                    "player_id": "5b0f6d6e-1c2d-4e3f-8a9b-0c1d2e3f4a5b",
+                    "round_id": "round-7781",
+                    "bet_id": "bet-7781-1",
+                    "game_id": "starburst",
+                    "amount": "10.00",
+                    "currency": "EUR",
+                    "session_id": "s-42",
+                    "geo": "MT",
+                }
+            ]
+        }
+    )
+
+
+class WinRequest(Telemetry):
+    request_uuid: uuid.UUID
+    transaction_uuid: uuid.UUID
+    player_id: uuid.UUID
+    round_id: Ref
+    bet_id: Ref
+    amount: Amount = Field(description='The payout; "0.00" settles the bet as lost')
+    currency: Currency
+    round_closed: StrictBool = Field(
+        default=False, description="Close the round: no further bets join it"
+    )
+
+
+class RollbackRequest(Telemetry):
+    request_uuid: uuid.UUID
+    transaction_uuid: uuid.UUID
+    player_id: uuid.UUID
+    round_id: Ref
+    bet_id: Ref = Field(description="The bet whose stake is returned")
+
+
+class WalletView(BaseModel):
+    player_id: uuid.UUID
+    currency: str
+    balance: str = Field(description="cash + bonus", examples=["370.00"])
+    cash: str
+    bonus: str
+
+    @classmethod
+    def of(cls, wallet: Wallet, **extra: Any) -> Self:  # noqa: ANN401
+        return cls(
+            player_id=wallet.player_id,
+            currency=wallet.currency,
+            balance=wallet.total.decimal_string,
+            cash=format_minor(wallet.cash_balance, wallet.currency),
+            bonus=format_minor(wallet.bonus_balance, wallet.currency),
+            **extra,
+        )
+
+
+class BalanceResponse(WalletView):
+    request_uuid: uuid.UUID
+
+
+class WalletResponse(BalanceResponse):
+    transaction_uuid: uuid.UUID
+    round_id: str
+    bet_id: str
+    bet_status: Literal["OPEN", "WIN", "LOSE", "PUSH", "VOID"]
+    ledger_transaction_id: int | None
+    tombstone: bool = Field(
+        default=False,
+        description="A rollback for an unknown bet: nothing moved, that bet id is refused",
+    )
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: dict[str, object]
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class NewPlayer(Strict):
+    currency: Currency
+    jurisdiction: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")] = Field(examples=["MT"])
+
+
+class PlayerCreated(BaseModel):
+    player_id: uuid.UUID
+    currency: str
+    jurisdiction: str
+
+
+class Adjustment(Strict):
+    player_id: uuid.UUID
+    amount: Amount
+    currency: Currency
+    direction: Literal["credit", "debit"]
+    source: Literal["cash", "bonus"] = "cash"
+    operator: Label = Field(description="The person who decided the adjustment")
+    reason: Label
+
+
+class AdjustmentDone(WalletView):
+    ledger_transaction_id: int
+
+
+class NewFxRate(Strict):
+    base: Currency
+    quote: Currency
+    rate: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,12}(\.[0-9]{1,12})?$")] = Field(
+        description="Units of quote per unit of base", examples=["1.0842"]
+    )
+    source: Label = Field(examples=["ECB reference rate"])
+    as_of: Annotated[
+        str, Field(description="RFC 3339 with offset", examples=["2026-11-24T12:00:00Z"])
+    ]
+
+
+class FxRateOut(BaseModel):
+    base: str
+    quote: str
+    rate: str
+    source: str
+    as_of: str
+
+
+class AccountBalance(BaseModel):
+    account: str
+    currency: str
+    balance: str
+    at: str | None = Field(None, description="The instant, when the balance is historical")

@@ -1,0 +1,1 @@
+"""Kernel and money: settings, database, money and currencies, journal, ledger, wallets, rounds."""

@@ -1,0 +1,155 @@
+"""API clients (game providers, operator tools), their request nonces and idempotency records."""
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from core import journal
+from core.errors import Conflict, InvalidRequest
+from core.journal import EventContext
+from core.models import ApiClient, IdempotencyRecord, RequestNonce
+from core.uow import UnitOfWork
+
+Role = Literal["game_provider", "operator"]
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    client_id: str
+    role: Role
+    provider_code: str | None
+    secret: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    status_code: int
+    body: dict[str, Any]
+
+
+async def register(
+    uow: UnitOfWork,
+    *,
+    client_id: str,
+    role: Role,
+    display_name: str,
+    provider_code: str | None,
+    ctx: EventContext,
+) -> Client:
+    """Register a caller; the secret is returned once, to be handed to the provider."""
+    secret = secrets.token_urlsafe(32)
+    uow.session.add(
+        ApiClient(
+            client_id=client_id,
+            role=role,
+            display_name=display_name,
+            provider_code=provider_code,
+            secret=secret,
+            created_at=uow.now,
+        )
+    )
+    await uow.session.flush()
+    await journal.record(
+        uow,
+        "client.registered",
+        ctx=ctx,
+        data={"client_id": client_id, "role": role, "provider": provider_code},
+    )
+    return Client(client_id, role, provider_code, secret)
+
+
+async def active_client(uow: UnitOfWork, client_id: str) -> Client | None:
+    found = await uow.session.get(ApiClient, client_id)
+    if found is None or not found.active:
+        return None
+    return Client(found.client_id, found.role, found.provider_code, found.secret)  # type: ignore[arg-type]
+
+
+async def consume_nonce(uow: UnitOfWork, *, client_id: str, nonce: str) -> bool:
+    """Remember a nonce; False if this client used it before (a replayed request)."""
+    inserted = await uow.session.scalar(
+        pg_insert(RequestNonce)
+        .values(client_id=client_id, nonce=nonce, seen_at=uow.now)
+        .on_conflict_do_nothing()
+        .returning(RequestNonce.nonce)
+    )
+    return inserted is not None
+
+
+async def forget_nonces_before(uow: UnitOfWork, before: datetime) -> int:
+    """Nonces older than the signature window can never be replayed: they are dropped."""
+    result = await uow.session.execute(sa.delete(RequestNonce).where(RequestNonce.seen_at < before))
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def claim_idempotency_key(
+    uow: UnitOfWork, *, client_id: str, key: str, request_hash: bytes
+) -> StoredResponse | None:
+    """Claim `key` for this request, or return the response stored under it.
+
+    A concurrent request with the same key waits on the claim until the first commits, then
+    reads its stored response: exactly one of them acts.
+    """
+    claimed = await uow.session.scalar(
+        pg_insert(IdempotencyRecord)
+        .values(client_id=client_id, key=key, request_hash=request_hash, created_at=uow.now)
+        .on_conflict_do_nothing()
+        .returning(IdempotencyRecord.key)
+    )
+    if claimed is not None:
+        return None
+    return await _stored(uow, client_id=client_id, key=key, request_hash=request_hash)
+
+
+async def _stored(
+    uow: UnitOfWork, *, client_id: str, key: str, request_hash: bytes
+) -> StoredResponse:
+    record = await uow.session.get(IdempotencyRecord, (client_id, key), populate_existing=True)
+    assert record is not None  # noqa: S101 - the conflicting row is committed
+    if record.request_hash != request_hash:
+        raise InvalidRequest(
+            "idempotency_key_reused",
+            "this Idempotency-Key was used with a different request",
+            idempotency_key=key,
+        )
+    if record.status_code is None or record.response is None:
+        raise Conflict("idempotency_key_in_flight", "a request with this key is still running")
+    return StoredResponse(record.status_code, record.response)
+
+
+async def store_response(
+    uow: UnitOfWork, *, client_id: str, key: str, request_hash: bytes, response: StoredResponse
+) -> StoredResponse:
+    """Store the outcome under the key (claimed by us, or claimed now for a failure).
+
+    If another request claimed the key meanwhile, its response wins and is returned.
+    """
+    stored = await uow.session.scalar(
+        pg_insert(IdempotencyRecord)
+        .values(
+            client_id=client_id,
+            key=key,
+            request_hash=request_hash,
+            status_code=response.status_code,
+            response=response.body,
+            created_at=uow.now,
+        )
+        .on_conflict_do_update(
+            index_elements=["client_id", "key"],
+            set_={"status_code": response.status_code, "response": response.body},
+            where=IdempotencyRecord.status_code.is_(None)
+            & (IdempotencyRecord.request_hash == request_hash),
+        )
+        .returning(IdempotencyRecord.key)
+    )
+    if stored is not None:
+        return response
+    return await _stored(uow, client_id=client_id, key=key, request_hash=request_hash)
+
+
+def window_start(now: datetime, tolerance_s: int) -> datetime:
+    return now - timedelta(seconds=2 * tolerance_s)

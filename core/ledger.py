@@ -1,0 +1,208 @@
+"""Double-entry ledger: accounts, balanced transactions, current and historical balances.
+
+A ledger transaction is a set of postings summing to zero per currency. The database keeps
+current balances from postings (trigger) and refuses unbalanced or altered transactions; this
+module refuses them first, with a clear error.
+
+House accounts spread their current balance over several shard rows so that concurrent stakes
+do not queue on one row (docs/decisions/0003-house-balance-shards.md).
+"""
+
+import random
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from core.errors import InvalidRequest, NotFound
+from core.models import Account, Balance, LedgerTransaction, Posting
+from core.money import Money
+from core.uow import UnitOfWork
+
+HOUSE_KINDS = ("game_revenue", "psp_clearing", "bonus_liability", "manual_adjustment")
+DEFAULT_HOUSE_SHARDS = 16
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRef:
+    id: int
+    code: str
+    currency: str
+    balance_shards: int
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    account: AccountRef
+    amount: int  # signed minor units in the account's currency
+
+
+@dataclass(frozen=True, slots=True)
+class FxApplied:
+    """The conversion a transaction used, fixed on it for good."""
+
+    rate: Decimal
+    source: str
+    as_of: datetime
+    original: Money
+
+
+def player_account_code(player_id: uuid.UUID, source: str) -> str:
+    return f"player:{player_id}:{source}"
+
+
+def house_account_code(kind: str, currency: str, provider_code: str | None = None) -> str:
+    return (
+        f"house:{kind}:{provider_code}:{currency}" if provider_code else f"house:{kind}:{currency}"
+    )
+
+
+def _ref(account: Account) -> AccountRef:
+    return AccountRef(account.id, account.code, account.currency, account.balance_shards)
+
+
+async def open_player_accounts(uow: UnitOfWork, *, player_id: uuid.UUID, currency: str) -> None:
+    await uow.session.execute(
+        sa.insert(Account),
+        [
+            {
+                "code": player_account_code(player_id, source),
+                "kind": f"player_{source}",
+                "currency": currency,
+                "player_id": player_id,
+                "allow_negative": False,
+                "balance_shards": 1,
+                "created_at": uow.now,
+            }
+            for source in ("cash", "bonus")
+        ],
+    )
+
+
+async def account_by_code(uow: UnitOfWork, code: str) -> AccountRef:
+    account = await uow.session.scalar(sa.select(Account).where(Account.code == code))
+    if account is None:
+        raise NotFound("unknown_account", f"no account {code!r}", account=code)
+    return _ref(account)
+
+
+async def house_account(
+    uow: UnitOfWork,
+    *,
+    kind: str,
+    currency: str,
+    provider_code: str | None = None,
+    shards: int = DEFAULT_HOUSE_SHARDS,
+) -> AccountRef:
+    """The house account of this kind and currency, opened on first use."""
+    if kind not in HOUSE_KINDS:
+        raise ValueError(f"not a house account kind: {kind}")
+    code = house_account_code(kind, currency, provider_code)
+    found = await uow.session.scalar(sa.select(Account).where(Account.code == code))
+    if found is None:
+        await uow.session.execute(
+            pg_insert(Account)
+            .values(
+                code=code,
+                kind=kind,
+                currency=currency,
+                provider_code=provider_code,
+                allow_negative=True,
+                balance_shards=shards,
+                created_at=uow.now,
+            )
+            .on_conflict_do_nothing(index_elements=["code"])
+        )
+        found = await uow.session.scalar(sa.select(Account).where(Account.code == code))
+        assert found is not None  # noqa: S101 - inserted or found by the statement above
+    return _ref(found)
+
+
+def check_balanced(legs: Sequence[Leg]) -> None:
+    if len(legs) < 2:  # noqa: PLR2004 - double entry
+        raise ValueError("a ledger transaction needs at least two postings")
+    totals: dict[str, int] = defaultdict(int)
+    for leg in legs:
+        if leg.amount == 0:
+            raise ValueError("a posting cannot be zero")
+        totals[leg.account.currency] += leg.amount
+    unbalanced = {currency: total for currency, total in totals.items() if total}
+    if unbalanced:
+        raise ValueError(f"ledger transaction does not balance: {unbalanced}")
+
+
+async def post(
+    uow: UnitOfWork,
+    *,
+    kind: str,
+    legs: Sequence[Leg],
+    player_id: uuid.UUID | None = None,
+    reference: str | None = None,
+    operator: str | None = None,
+    reason: str | None = None,
+    reverses_id: int | None = None,
+    fx: FxApplied | None = None,
+) -> int:
+    """Write one balanced ledger transaction and return its id."""
+    legs = [leg for leg in legs if leg.amount != 0]
+    check_balanced(legs)
+    txn_id = await uow.session.scalar(
+        sa.insert(LedgerTransaction)
+        .values(
+            kind=kind,
+            created_at=uow.now,
+            player_id=player_id,
+            reverses_id=reverses_id,
+            reference=reference,
+            operator=operator,
+            reason=reason,
+            fx_rate=fx.rate if fx else None,
+            fx_source=fx.source if fx else None,
+            fx_as_of=fx.as_of if fx else None,
+            original_amount=fx.original.minor if fx else None,
+            original_currency=fx.original.currency if fx else None,
+        )
+        .returning(LedgerTransaction.id)
+    )
+    rows = [
+        {
+            "transaction_id": txn_id,
+            "account_id": leg.account.id,
+            "shard": random.randrange(leg.account.balance_shards),  # noqa: S311 - spreading load
+            "currency": leg.account.currency,
+            "amount": leg.amount,
+            "player_id": player_id,
+            "posted_at": uow.now,
+        }
+        for leg in legs
+    ]
+    # One global order of row locks (account, shard) keeps concurrent transactions deadlock-free.
+    rows.sort(key=lambda row: (row["account_id"], row["shard"]))
+    await uow.session.execute(sa.insert(Posting), rows)
+    return int(txn_id)  # type: ignore[arg-type]
+
+
+async def balance(uow: UnitOfWork, account_id: int) -> int:
+    total = await uow.session.scalar(
+        sa.select(sa.func.coalesce(sa.func.sum(Balance.balance), 0)).where(
+            Balance.account_id == account_id
+        )
+    )
+    return int(total or 0)
+
+
+async def balance_at(uow: UnitOfWork, account_id: int, at: datetime) -> int:
+    """The balance at instant `at`, recomputed from postings (never from the current balance)."""
+    if at.tzinfo is None:
+        raise InvalidRequest("naive_datetime", "a point in time needs a UTC offset")
+    total = await uow.session.scalar(
+        sa.select(sa.func.coalesce(sa.func.sum(Posting.amount), 0)).where(
+            Posting.account_id == account_id, Posting.posted_at <= at
+        )
+    )
+    return int(total or 0)

@@ -1,0 +1,303 @@
+"""ORM models of the money core. Invariants are also enforced by the migration's SQL.
+
+Conventions: money columns are BIGINT minor units with a sibling `currency`; every money table
+carries `player_id` where a player is involved, so that sharding by player stays possible.
+"""
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql.base import ischema_names
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+TS = sa.DateTime(timezone=True)
+CURRENCY = sa.String(3)
+
+
+class Xid8(sa.types.UserDefinedType[int]):
+    """PostgreSQL's 64-bit transaction id type."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **_: object) -> str:
+        return "xid8"
+
+
+# Let reflection (the migration drift check) recognise the type too.
+ischema_names["xid8"] = Xid8
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Player(Base):
+    __tablename__ = "players"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
+    currency: Mapped[str] = mapped_column(CURRENCY)
+    jurisdiction: Mapped[str] = mapped_column(sa.String(2))
+    created_at: Mapped[datetime] = mapped_column(TS)
+    # Touched by every money movement: the row lock on the player serializes its wallet.
+    wallet_version: Mapped[int] = mapped_column(sa.BigInteger, server_default="0")
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+    __table_args__ = (
+        sa.UniqueConstraint("id", "currency", name="uq_accounts_id_currency"),
+        sa.CheckConstraint(
+            "kind IN ('player_cash', 'player_bonus', 'game_revenue', 'psp_clearing',"
+            " 'bonus_liability', 'manual_adjustment')",
+            name="kind",
+        ),
+        sa.CheckConstraint(
+            "(kind LIKE 'player_%') = (player_id IS NOT NULL)", name="player_accounts_have_player"
+        ),
+        sa.CheckConstraint(
+            "kind NOT LIKE 'player_%' OR (NOT allow_negative AND balance_shards = 1)",
+            name="player_accounts_never_negative",
+        ),
+        sa.CheckConstraint("balance_shards BETWEEN 1 AND 256", name="balance_shards"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    code: Mapped[str] = mapped_column(sa.Text, unique=True)
+    kind: Mapped[str] = mapped_column(sa.Text)
+    currency: Mapped[str] = mapped_column(CURRENCY)
+    player_id: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("players.id"), index=True)
+    provider_code: Mapped[str | None] = mapped_column(sa.Text)
+    allow_negative: Mapped[bool] = mapped_column(sa.Boolean)
+    balance_shards: Mapped[int] = mapped_column(sa.SmallInteger)
+    created_at: Mapped[datetime] = mapped_column(TS)
+
+
+class Balance(Base):
+    """Current balance, maintained only by the database from postings (see the migration)."""
+
+    __tablename__ = "balances"
+    __table_args__ = (sa.CheckConstraint("allow_negative OR balance >= 0", name="non_negative"),)
+
+    account_id: Mapped[int] = mapped_column(sa.ForeignKey("accounts.id"), primary_key=True)
+    shard: Mapped[int] = mapped_column(sa.SmallInteger, primary_key=True)
+    allow_negative: Mapped[bool] = mapped_column(sa.Boolean)
+    balance: Mapped[int] = mapped_column(sa.BigInteger, server_default="0")
+
+
+class LedgerTransaction(Base):
+    __tablename__ = "ledger_transactions"
+    __table_args__ = (
+        sa.CheckConstraint(
+            "(fx_rate IS NULL) = (fx_source IS NULL) AND (fx_rate IS NULL) = (fx_as_of IS NULL)"
+            " AND (fx_rate IS NULL) = (original_amount IS NULL)"
+            " AND (fx_rate IS NULL) = (original_currency IS NULL)",
+            name="fx_complete",
+        ),
+        sa.CheckConstraint("fx_rate > 0", name="fx_rate_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    # Postings may only join a transaction created by the same database transaction.
+    txid: Mapped[int] = mapped_column(Xid8, server_default=sa.text("pg_current_xact_id()"))
+    kind: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(TS, index=True)
+    player_id: Mapped[uuid.UUID | None] = mapped_column(UUID, index=True)
+    reverses_id: Mapped[int | None] = mapped_column(sa.ForeignKey("ledger_transactions.id"))
+    reference: Mapped[str | None] = mapped_column(sa.Text)
+    operator: Mapped[str | None] = mapped_column(sa.Text)
+    reason: Mapped[str | None] = mapped_column(sa.Text)
+    fx_rate: Mapped[Decimal | None] = mapped_column(sa.Numeric(30, 12))
+    fx_source: Mapped[str | None] = mapped_column(sa.Text)
+    fx_as_of: Mapped[datetime | None] = mapped_column(TS)
+    original_amount: Mapped[int | None] = mapped_column(sa.BigInteger)
+    original_currency: Mapped[str | None] = mapped_column(CURRENCY)
+
+
+class Posting(Base):
+    __tablename__ = "postings"
+    __table_args__ = (
+        sa.ForeignKeyConstraint(
+            ["account_id", "currency"],
+            ["accounts.id", "accounts.currency"],
+            name="fk_postings_account_currency",
+        ),
+        sa.CheckConstraint("amount <> 0", name="amount_not_zero"),
+        sa.Index("ix_postings_account_id_posted_at", "account_id", "posted_at"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    transaction_id: Mapped[int] = mapped_column(sa.ForeignKey("ledger_transactions.id"), index=True)
+    account_id: Mapped[int] = mapped_column(sa.BigInteger)
+    shard: Mapped[int] = mapped_column(sa.SmallInteger)
+    currency: Mapped[str] = mapped_column(CURRENCY)
+    amount: Mapped[int] = mapped_column(sa.BigInteger)
+    player_id: Mapped[uuid.UUID | None] = mapped_column(UUID)
+    posted_at: Mapped[datetime] = mapped_column(TS)
+
+
+class JournalEvent(Base):
+    """The one append-only event stream: outbox for the bus and input of the audit log."""
+
+    __tablename__ = "journal_events"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    # The writing transaction's id: readers use snapshots of it, because ids are not commit order.
+    txid: Mapped[int] = mapped_column(
+        Xid8, server_default=sa.text("pg_current_xact_id()"), index=True
+    )
+    event: Mapped[str] = mapped_column(sa.Text, index=True)
+    ts: Mapped[datetime] = mapped_column(TS)
+    player_id: Mapped[uuid.UUID | None] = mapped_column(UUID, index=True)
+    envelope: Mapped[dict[str, Any]] = mapped_column(JSONB)
+
+
+class FxRate(Base):
+    """Append-only: the rate in force at T is the newest row with as_of <= T."""
+
+    __tablename__ = "fx_rates"
+    __table_args__ = (
+        sa.CheckConstraint("rate > 0", name="rate_positive"),
+        sa.CheckConstraint("base <> quote", name="distinct_currencies"),
+        sa.Index("ix_fx_rates_pair_as_of", "base", "quote", "as_of"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    base: Mapped[str] = mapped_column(CURRENCY)
+    quote: Mapped[str] = mapped_column(CURRENCY)
+    rate: Mapped[Decimal] = mapped_column(sa.Numeric(30, 12))
+    source: Mapped[str] = mapped_column(sa.Text)
+    as_of: Mapped[datetime] = mapped_column(TS)
+    recorded_by: Mapped[str] = mapped_column(sa.Text)
+    recorded_at: Mapped[datetime] = mapped_column(TS)
+
+
+class ApiClient(Base):
+    """A caller of the API: a game provider or an operator tool, with its HMAC secret."""
+
+    __tablename__ = "api_clients"
+    __table_args__ = (
+        sa.CheckConstraint("role IN ('game_provider', 'operator')", name="role"),
+        sa.CheckConstraint(
+            "(role = 'game_provider') = (provider_code IS NOT NULL)", name="providers_have_code"
+        ),
+    )
+
+    client_id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    role: Mapped[str] = mapped_column(sa.Text)
+    display_name: Mapped[str] = mapped_column(sa.Text)
+    provider_code: Mapped[str | None] = mapped_column(sa.Text, unique=True)
+    secret: Mapped[str] = mapped_column(sa.Text)
+    active: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.true())
+    created_at: Mapped[datetime] = mapped_column(TS)
+
+
+class RequestNonce(Base):
+    """Nonces seen within the signature window; they survive restarts."""
+
+    __tablename__ = "request_nonces"
+
+    client_id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    nonce: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(TS, index=True)
+
+
+class IdempotencyRecord(Base):
+    __tablename__ = "idempotency_records"
+
+    client_id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    key: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    request_hash: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    status_code: Mapped[int | None] = mapped_column(sa.SmallInteger)
+    response: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(TS)
+
+
+class Round(Base):
+    __tablename__ = "rounds"
+    __table_args__ = (
+        sa.UniqueConstraint("provider_code", "round_ref"),
+        sa.CheckConstraint("status IN ('OPEN', 'CLOSED')", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    provider_code: Mapped[str] = mapped_column(sa.Text)
+    round_ref: Mapped[str] = mapped_column(sa.Text)
+    player_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("players.id"), index=True)
+    game_id: Mapped[str] = mapped_column(sa.Text)
+    status: Mapped[str] = mapped_column(sa.Text)
+    opened_at: Mapped[datetime] = mapped_column(TS)
+    closed_at: Mapped[datetime | None] = mapped_column(TS)
+
+
+class Bet(Base):
+    __tablename__ = "bets"
+    __table_args__ = (
+        sa.UniqueConstraint("provider_code", "bet_ref"),
+        sa.CheckConstraint("status IN ('OPEN', 'WIN', 'LOSE', 'PUSH', 'VOID')", name="status"),
+        sa.CheckConstraint(
+            "stake > 0 AND stake_cash >= 0 AND stake_bonus >= 0"
+            " AND stake = stake_cash + stake_bonus",
+            name="stake_sources",
+        ),
+        sa.CheckConstraint("(status = 'OPEN') = (settled_at IS NULL)", name="settled_at"),
+        sa.CheckConstraint("payout IS NULL OR payout >= 0", name="payout_not_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    provider_code: Mapped[str] = mapped_column(sa.Text)
+    bet_ref: Mapped[str] = mapped_column(sa.Text)
+    round_id: Mapped[int] = mapped_column(sa.ForeignKey("rounds.id"), index=True)
+    player_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("players.id"), index=True)
+    currency: Mapped[str] = mapped_column(CURRENCY)
+    stake: Mapped[int] = mapped_column(sa.BigInteger)
+    stake_cash: Mapped[int] = mapped_column(sa.BigInteger)
+    stake_bonus: Mapped[int] = mapped_column(sa.BigInteger)
+    status: Mapped[str] = mapped_column(sa.Text)
+    payout: Mapped[int | None] = mapped_column(sa.BigInteger)
+    stake_transaction_id: Mapped[int] = mapped_column(sa.ForeignKey("ledger_transactions.id"))
+    settle_transaction_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("ledger_transactions.id")
+    )
+    placed_at: Mapped[datetime] = mapped_column(TS)
+    settled_at: Mapped[datetime | None] = mapped_column(TS)
+
+
+class BetTombstone(Base):
+    """A rollback arrived for a bet we never saw: the late bet with this id must be refused."""
+
+    __tablename__ = "bet_tombstones"
+
+    provider_code: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    bet_ref: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    transaction_uuid: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(TS)
+
+
+class WalletTransaction(Base):
+    """A provider's business action by `transaction_uuid`, with the outcome we answered."""
+
+    __tablename__ = "wallet_transactions"
+    __table_args__ = (sa.CheckConstraint("kind IN ('bet', 'win', 'rollback')", name="kind"),)
+
+    provider_code: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    transaction_uuid: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.Text)
+    content_hash: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    player_id: Mapped[uuid.UUID] = mapped_column(UUID)
+    bet_id: Mapped[int | None] = mapped_column(sa.ForeignKey("bets.id"))
+    ledger_transaction_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("ledger_transactions.id")
+    )
+    created_at: Mapped[datetime] = mapped_column(TS)

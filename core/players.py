@@ -1,0 +1,87 @@
+"""Players as the money core sees them: an id, a wallet currency and a jurisdiction. No PII."""
+
+import uuid
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from core import journal, ledger
+from core.errors import InvalidRequest, NotFound
+from core.journal import EventContext
+from core.models import Account, Balance, Player
+from core.money import Money, check_currency
+from core.uow import UnitOfWork
+
+
+@dataclass(frozen=True, slots=True)
+class Wallet:
+    player_id: uuid.UUID
+    currency: str
+    cash: ledger.AccountRef
+    bonus: ledger.AccountRef
+    cash_balance: int
+    bonus_balance: int
+
+    @property
+    def total(self) -> Money:
+        return Money(self.cash_balance + self.bonus_balance, self.currency)
+
+
+async def register(
+    uow: UnitOfWork,
+    *,
+    currency: str,
+    jurisdiction: str,
+    ctx: EventContext,
+    player_id: uuid.UUID | None = None,
+) -> uuid.UUID:
+    check_currency(currency)
+    if len(jurisdiction) != 2 or not jurisdiction.isalpha() or not jurisdiction.isupper():  # noqa: PLR2004
+        raise InvalidRequest(
+            "invalid_jurisdiction",
+            "jurisdiction is an ISO 3166-1 alpha-2 code",
+            jurisdiction=jurisdiction,
+        )
+    player_id = player_id or uuid.uuid4()
+    uow.session.add(
+        Player(id=player_id, currency=currency, jurisdiction=jurisdiction, created_at=uow.now)
+    )
+    await uow.session.flush()
+    await ledger.open_player_accounts(uow, player_id=player_id, currency=currency)
+    await journal.record(
+        uow,
+        "player.registered",
+        ctx=ctx,
+        player_id=player_id,
+        data={"currency": currency, "jurisdiction": jurisdiction},
+    )
+    return player_id
+
+
+async def wallet(uow: UnitOfWork, player_id: uuid.UUID, *, lock: bool = False) -> Wallet:
+    """The player's wallet with current balances.
+
+    With `lock`, the player's row is locked first (until commit), so the balances read after it
+    cannot change underneath: every money movement of a player takes this lock.
+    """
+    query = sa.select(Player.currency).where(Player.id == player_id)
+    currency = await uow.session.scalar(query.with_for_update() if lock else query)
+    if currency is None:
+        raise NotFound("unknown_player", "no such player", player_id=str(player_id))
+    rows = (
+        await uow.session.execute(
+            sa.select(Account.id, Account.code, Account.kind, Balance.balance)
+            .join(Balance, Balance.account_id == Account.id)
+            .where(Account.player_id == player_id)
+        )
+    ).all()
+    by_kind = {row.kind: row for row in rows}
+    cash, bonus = by_kind["player_cash"], by_kind["player_bonus"]
+    return Wallet(
+        player_id=player_id,
+        currency=currency,
+        cash=ledger.AccountRef(cash.id, cash.code, currency, 1),
+        bonus=ledger.AccountRef(bonus.id, bonus.code, currency, 1),
+        cash_balance=cash.balance,
+        bonus_balance=bonus.balance,
+    )

@@ -1,0 +1,46 @@
+"""Configuration from the environment. Every setting is listed in README.md."""
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+APP_ROLE = "pitwarden_app"
+
+
+def _project_root() -> Path:
+    return Path(os.environ.get("PITWARDEN_HOME", Path.cwd())).resolve()
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Owner account of an external PostgreSQL >= 15; empty means the embedded server.
+    database_url: str = ""
+    # Password the restricted application role logs in with (external PostgreSQL only).
+    app_db_password: str = ""
+    data_dir: Path = field(default_factory=lambda: _project_root() / "var")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    signature_tolerance_s: int = 300
+    max_body_bytes: int = 64 * 1024
+    house_balance_shards: int = 16
+    db_pool_size: int = 20
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        env = os.environ
+        defaults = cls()
+        return cls(
+            database_url=env.get("DATABASE_URL", ""),
+            app_db_password=env.get("PITWARDEN_APP_DB_PASSWORD", ""),
+            data_dir=Path(env.get("PITWARDEN_DATA_DIR", defaults.data_dir)).resolve(),
+            host=env.get("PITWARDEN_HOST", defaults.host),
+            port=int(env.get("PITWARDEN_PORT", defaults.port)),
+            signature_tolerance_s=int(
+                env.get("PITWARDEN_SIGNATURE_TOLERANCE_S", defaults.signature_tolerance_s)
+            ),
+            max_body_bytes=int(env.get("PITWARDEN_MAX_BODY_BYTES", defaults.max_body_bytes)),
+            house_balance_shards=int(
+                env.get("PITWARDEN_HOUSE_BALANCE_SHARDS", defaults.house_balance_shards)
+            ),
+            db_pool_size=int(env.get("PITWARDEN_DB_POOL_SIZE", defaults.db_pool_size)),
+        )

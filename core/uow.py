@@ -1,0 +1,63 @@
+"""Unit of work: one database transaction, rolled back unless its owner commits it."""
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Self
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class UnitOfWork:
+    """Services receive it explicitly and may flush; only the entrypoint that opened it commits.
+
+    `now` is read once when the unit of work starts, so every row and event it writes carries
+    the same instant; the clock is injectable for tests.
+    """
+
+    session: AsyncSession
+    now: datetime
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock = utc_now) -> None:
+        self._sessions = sessions
+        self._clock = clock
+        self.committed = False
+
+    async def __aenter__(self) -> Self:
+        self.session = self._sessions()
+        self.now = self._clock()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if not self.committed:
+            await self.session.rollback()
+        await self.session.close()
+
+    async def commit(self) -> None:
+        await self.session.commit()
+        self.committed = True
+
+    async def rollback(self) -> None:
+        """Discard everything so far and start afresh (with a new `now`)."""
+        await self.session.rollback()
+        self.now = self._clock()
+
+
+class UnitOfWorkFactory:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock = utc_now) -> None:
+        self.sessions = sessions
+        self.clock = clock
+
+    def __call__(self) -> UnitOfWork:
+        return UnitOfWork(self.sessions, self.clock)

@@ -1,0 +1,1 @@
+"""Policy engine: versioned rulesets, decision records, replay (issue 4)."""

@@ -1,0 +1,1 @@
+"""Signed regulator reports (a later issue)."""

@@ -1,0 +1,167 @@
+"""Test session: one private embedded PostgreSQL, migrated once; each test rolls back.
+
+Tests that need real commits (concurrency, deferred triggers) use `committed_uows` and create
+uniquely keyed data of their own; the whole database is deleted with the server at the end.
+"""
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from app.client import PitwardenClient
+from app.main import create_app
+from core import clients
+from core.database import (
+    DatabaseUrls,
+    app_url_for,
+    create_app_engine,
+    embedded_owner_url,
+    ensure_database,
+    migrate,
+    start_embedded,
+)
+from core.journal import EventContext
+from core.settings import Settings
+from core.uow import UnitOfWork, UnitOfWorkFactory
+
+ROOT = Path(__file__).resolve().parent.parent
+CTX = EventContext(actor="test", trace_id="test")
+
+
+class Clock:
+    """A settable clock: tests move time explicitly."""
+
+    def __init__(self) -> None:
+        self.now: datetime | None = None
+
+    def __call__(self) -> datetime:
+        return self.now or datetime.now(UTC)
+
+    def advance(self, **kwargs: float) -> None:
+        self.now = self() + timedelta(**kwargs)
+
+
+@pytest.fixture(scope="session")
+def db_urls() -> Iterator[DatabaseUrls]:
+    server = start_embedded(ROOT / "var" / f"test-pg-{os.getpid()}", cleanup_mode="delete")
+    owner = embedded_owner_url(server, database="pitwarden_test")
+    ensure_database(owner)
+    migrate(owner)
+    yield DatabaseUrls(owner=owner, app=app_url_for(owner, None))
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+async def app_engine(db_urls: DatabaseUrls) -> AsyncIterator[AsyncEngine]:
+    engine = create_app_engine(db_urls.app, pool_size=30)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+async def owner_engine(db_urls: DatabaseUrls) -> AsyncIterator[AsyncEngine]:
+    """The migration owner: only for tests that play a database superuser."""
+    engine = create_app_engine(db_urls.owner, pool_size=2)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def uows(app_engine: AsyncEngine, clock: Clock) -> AsyncIterator[UnitOfWorkFactory]:
+    """Units of work inside one outer transaction that is rolled back after the test."""
+    async with app_engine.connect() as conn:
+        outer = await conn.begin()
+        sessions = async_sessionmaker(
+            bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False
+        )
+        yield UnitOfWorkFactory(sessions, clock)
+        await outer.rollback()
+
+
+@pytest.fixture
+def committed_uows(app_engine: AsyncEngine, clock: Clock) -> UnitOfWorkFactory:
+    return UnitOfWorkFactory(async_sessionmaker(app_engine, expire_on_commit=False), clock)
+
+
+@pytest.fixture
+async def uow(uows: UnitOfWorkFactory) -> AsyncIterator[UnitOfWork]:
+    async with uows() as unit:
+        yield unit
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(data_dir=ROOT / "var")
+
+
+class Api:
+    """The app in-process, with a registered game provider and operator client."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        provider: PitwardenClient,
+        operator: PitwardenClient,
+        provider_code: str,
+    ) -> None:
+        self.http = http
+        self.provider = provider
+        self.operator = operator
+        self.provider_code = provider_code
+
+
+async def make_api(uows: UnitOfWorkFactory, settings: Settings) -> Api:
+    app = create_app(settings=settings, uow_factory=uows)
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+    suffix = uuid.uuid4().hex[:8]
+    async with uows() as unit:
+        provider = await clients.register(
+            unit,
+            client_id=f"provider-{suffix}",
+            role="game_provider",
+            display_name="P",
+            provider_code=f"prov{suffix}",
+            ctx=CTX,
+        )
+        operator = await clients.register(
+            unit,
+            client_id=f"operator-{suffix}",
+            role="operator",
+            display_name="O",
+            provider_code=None,
+            ctx=CTX,
+        )
+        await unit.commit()
+    return Api(
+        http,
+        PitwardenClient("http://test", provider.client_id, provider.secret, http=http),
+        PitwardenClient("http://test", operator.client_id, operator.secret, http=http),
+        f"prov{suffix}",
+    )
+
+
+@pytest.fixture
+async def api(uows: UnitOfWorkFactory, settings: Settings) -> AsyncIterator[Api]:
+    made = await make_api(uows, settings)
+    yield made
+    await made.http.aclose()
+
+
+@pytest.fixture
+async def committed_api(
+    committed_uows: UnitOfWorkFactory, settings: Settings
+) -> AsyncIterator[Api]:
+    made = await make_api(committed_uows, settings)
+    yield made
+    await made.http.aclose()

@@ -1,0 +1,73 @@
+"""Factories that flush through the services, never commit on their own."""
+
+import uuid
+from typing import Any
+
+from core import players, wallets
+from core.money import parse_amount
+from core.uow import UnitOfWork
+from tests.conftest import CTX
+
+
+async def player(
+    uow: UnitOfWork,
+    *,
+    cash: str = "0",
+    bonus: str = "0",
+    currency: str = "EUR",
+    jurisdiction: str = "MT",
+) -> uuid.UUID:
+    player_id = await players.register(uow, currency=currency, jurisdiction=jurisdiction, ctx=CTX)
+    for source, amount in (("cash", cash), ("bonus", bonus)):
+        if parse_amount(amount, currency, allow_zero=True).minor:
+            await wallets.adjust(
+                uow,
+                player_id=player_id,
+                amount=parse_amount(amount, currency),
+                source=source,  # type: ignore[arg-type]
+                direction="credit",
+                operator="factory",
+                reason="test funds",
+                ctx=CTX,
+            )
+    return player_id
+
+
+def bet_body(
+    player_id: uuid.UUID, amount: str = "10.00", currency: str = "EUR", **overrides: Any
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "request_uuid": str(uuid.uuid4()),
+        "transaction_uuid": str(uuid.uuid4()),
+        "player_id": str(player_id),
+        "round_id": f"r-{uuid.uuid4().hex[:12]}",
+        "bet_id": f"b-{uuid.uuid4().hex[:12]}",
+        "game_id": "starburst",
+        "amount": amount,
+        "currency": currency,
+    }
+    return body | overrides
+
+
+def win_body(bet: dict[str, Any], amount: str, **overrides: Any) -> dict[str, Any]:
+    body = {
+        "request_uuid": str(uuid.uuid4()),
+        "transaction_uuid": str(uuid.uuid4()),
+        "player_id": bet["player_id"],
+        "round_id": bet["round_id"],
+        "bet_id": bet["bet_id"],
+        "amount": amount,
+        "currency": bet["currency"],
+    }
+    return body | overrides
+
+
+def rollback_body(bet: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    body = {
+        "request_uuid": str(uuid.uuid4()),
+        "transaction_uuid": str(uuid.uuid4()),
+        "player_id": bet["player_id"],
+        "round_id": bet["round_id"],
+        "bet_id": bet["bet_id"],
+    }
+    return body | overrides
