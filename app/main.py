@@ -1,5 +1,7 @@
 """FastAPI application factory: wiring of settings, database engine and routers."""
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,8 +12,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import errors
 from app.api import admin, wallet
+from core import clients
 from core.settings import Settings
 from core.uow import Clock, UnitOfWorkFactory, utc_now
+
+log = logging.getLogger(__name__)
 
 
 class BodyLimit:
@@ -53,6 +58,20 @@ async def _nothing() -> Message:
     return {"type": "http.disconnect"}
 
 
+async def forget_old_nonces(uows: UnitOfWorkFactory, settings: Settings) -> None:
+    """Every minute, drop nonces that are too old to be replayed inside the signature window."""
+    while True:
+        await asyncio.sleep(60)
+        try:
+            async with uows() as uow:
+                await clients.forget_nonces_before(
+                    uow, clients.window_start(uow.now, settings.signature_tolerance_s)
+                )
+                await uow.commit()
+        except Exception:  # housekeeping must never take the server down
+            log.exception("forgetting old nonces failed")
+
+
 def create_app(
     *,
     settings: Settings,
@@ -67,7 +86,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        housekeeping = asyncio.create_task(forget_old_nonces(uow_factory, settings))
         yield
+        housekeeping.cancel()
         if engine is not None:
             await engine.dispose()
 

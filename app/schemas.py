@@ -3,7 +3,7 @@
 import uuid
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, StrictBool, StringConstraints
 
 from core.money import AMOUNT_PATTERN, CURRENCY_PATTERN, format_minor
 from core.players import Wallet
@@ -35,9 +35,27 @@ class Telemetry(Strict):
     device: Annotated[str, StringConstraints(max_length=64)] | None = None
 
 
+_EXAMPLE_IDS = {
+    "request_uuid": "6f1c2b6e-52a4-4f0e-9d0c-3a5f1f6d2a10",
+    "player_id": "00000000-0000-4000-8000-000000000001",
+}
+_EXAMPLE_BET = _EXAMPLE_IDS | {
+    "transaction_uuid": "0b8f3f3c-7a5e-4c9b-8f7e-2d1c0a9b8e71",
+    "round_id": "round-7781",
+    "bet_id": "bet-7781-1",
+}
+
+
+def _example(**fields: JsonValue) -> ConfigDict:
+    example: dict[str, JsonValue] = dict(fields)
+    return ConfigDict(extra="forbid", json_schema_extra={"examples": [example]})
+
+
 class BalanceRequest(Strict):
     request_uuid: uuid.UUID
     player_id: uuid.UUID
+
+    model_config = _example(**_EXAMPLE_IDS)
 
 
 class BetRequest(Telemetry):
@@ -50,23 +68,13 @@ class BetRequest(Telemetry):
     amount: Amount
     currency: Currency
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "request_uuid": "6f1c2b6e-52a4-4f0e-9d0c-3a5f1f6d2a10",
-                    "transaction_uuid": "0b8f3f3c-7a5e-4c9b-8f7e-2d1c0a9b8e71",
-                    "player_id": "5b0f6d6e-1c2d-4e3f-8a9b-0c1d2e3f4a5b",
-                    "round_id": "round-7781",
-                    "bet_id": "bet-7781-1",
-                    "game_id": "starburst",
-                    "amount": "10.00",
-                    "currency": "EUR",
-                    "session_id": "s-42",
-                    "geo": "MT",
-                }
-            ]
-        }
+    model_config = _example(
+        **_EXAMPLE_BET,
+        game_id="starburst",
+        amount="10.00",
+        currency="EUR",
+        session_id="s-42",
+        geo="MT",
     )
 
 
@@ -82,6 +90,13 @@ class WinRequest(Telemetry):
         default=False, description="Close the round: no further bets join it"
     )
 
+    model_config = _example(
+        **_EXAMPLE_BET | {"transaction_uuid": "9d2c7a51-3e0b-4f8e-a1c6-5b7d9e2f4a30"},
+        amount="25.00",
+        currency="EUR",
+        round_closed=True,
+    )
+
 
 class RollbackRequest(Telemetry):
     request_uuid: uuid.UUID
@@ -89,6 +104,10 @@ class RollbackRequest(Telemetry):
     player_id: uuid.UUID
     round_id: Ref
     bet_id: Ref = Field(description="The bet whose stake is returned")
+
+    model_config = _example(
+        **_EXAMPLE_BET | {"transaction_uuid": "4e8a1f0c-6b2d-4c7e-9a3f-1d5b8c0e2f64"}
+    )
 
 
 class WalletView(BaseModel):

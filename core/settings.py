@@ -22,7 +22,6 @@ class Settings:
     port: int = 8000
     signature_tolerance_s: int = 300
     max_body_bytes: int = 64 * 1024
-    house_balance_shards: int = 16
     db_pool_size: int = 20
 
     @classmethod
@@ -39,8 +38,5 @@ class Settings:
                 env.get("PITWARDEN_SIGNATURE_TOLERANCE_S", defaults.signature_tolerance_s)
             ),
             max_body_bytes=int(env.get("PITWARDEN_MAX_BODY_BYTES", defaults.max_body_bytes)),
-            house_balance_shards=int(
-                env.get("PITWARDEN_HOUSE_BALANCE_SHARDS", defaults.house_balance_shards)
-            ),
             db_pool_size=int(env.get("PITWARDEN_DB_POOL_SIZE", defaults.db_pool_size)),
         )

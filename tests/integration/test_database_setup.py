@@ -1,0 +1,43 @@
+"""DATABASE_URL mode: migrations run as the owner; the server connects as the restricted role."""
+
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from core.database import DatabaseUrls, create_engine_sync, prepare
+from core.settings import Settings
+from tests.conftest import ROOT
+
+
+def test_an_external_database_gets_a_restricted_app_role(db_urls: DatabaseUrls) -> None:
+    name = f"external_{uuid.uuid4().hex[:8]}"
+    owner_url = db_urls.owner.set(database=name)
+    settings = Settings(
+        database_url=owner_url.render_as_string(hide_password=False),
+        app_db_password="s3cret-for-test",
+        data_dir=ROOT / "var" / name,
+    )
+    urls, server = prepare(settings)
+    assert server is None
+    assert urls.app.username == "pitwarden_app"
+    assert urls.app.password == "s3cret-for-test"
+    assert urls.app.database == name
+
+    app = create_engine_sync(urls.app)
+    with app.connect() as conn:
+        assert conn.scalar(sa.text("SELECT current_user")) == "pitwarden_app"
+        assert (
+            conn.scalar(sa.text("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"))
+            is False
+        )
+        assert conn.scalar(sa.text("SELECT count(*) FROM postings")) == 0
+        with pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
+            conn.execute(sa.text("DELETE FROM postings"))
+    app.dispose()
+
+    prepare(settings)  # a second start migrates nothing and keeps working
+    owner = create_engine_sync(owner_url)
+    with owner.connect() as conn:
+        assert conn.scalar(sa.text("SELECT version_num FROM alembic_version")) == "0001"
+    owner.dispose()
