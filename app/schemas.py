@@ -180,6 +180,11 @@ class AdjustmentDone(WalletView):
     ledger_transaction_id: int
 
 
+class Reversal(Strict):
+    operator: Label = Field(description="The person who decided the correction")
+    reason: Label
+
+
 class NewFxRate(Strict):
     base: Currency
     quote: Currency

@@ -84,6 +84,13 @@ async def open_player_accounts(uow: UnitOfWork, *, player_id: uuid.UUID, currenc
     )
 
 
+async def account_by_id(uow: UnitOfWork, account_id: int) -> AccountRef:
+    account = await uow.session.get(Account, account_id)
+    if account is None:
+        raise NotFound("unknown_account", f"no account {account_id}", account=account_id)
+    return _ref(account)
+
+
 async def account_by_code(uow: UnitOfWork, code: str) -> AccountRef:
     account = await uow.session.scalar(sa.select(Account).where(Account.code == code))
     if account is None:

@@ -114,7 +114,10 @@ class LedgerTransaction(Base):
     kind: Mapped[str] = mapped_column(sa.Text)
     created_at: Mapped[datetime] = mapped_column(TS, index=True)
     player_id: Mapped[uuid.UUID | None] = mapped_column(UUID, index=True)
-    reverses_id: Mapped[int | None] = mapped_column(sa.ForeignKey("ledger_transactions.id"))
+    # A correction is a new transaction linked to the one it reverses; each is reversed once.
+    reverses_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("ledger_transactions.id"), unique=True
+    )
     reference: Mapped[str | None] = mapped_column(sa.Text)
     operator: Mapped[str | None] = mapped_column(sa.Text)
     reason: Mapped[str | None] = mapped_column(sa.Text)

@@ -79,6 +79,33 @@ async def adjust(
     return await idempotent.run(request, uow=uow, principal=principal, key=key, action=act)
 
 
+@router.post("/adjustments/{ledger_transaction_id}/reversal", response_model=schemas.AdjustmentDone)
+async def reverse_adjustment(
+    *,
+    request: Request,
+    ledger_transaction_id: int,
+    body: schemas.Reversal,
+    uow: Uow,
+    principal: Operator,
+    key: IdempotencyKey,
+) -> JSONResponse:
+    """Correct an adjustment: a new mirrored transaction linked to it (each reversed once)."""
+
+    async def act() -> schemas.AdjustmentDone:
+        done = await wallets.reverse_adjustment(
+            uow,
+            transaction_id=ledger_transaction_id,
+            operator=body.operator,
+            reason=body.reason,
+            ctx=principal.context(),
+        )
+        return schemas.AdjustmentDone.of(
+            done.wallet, ledger_transaction_id=done.ledger_transaction_id
+        )
+
+    return await idempotent.run(request, uow=uow, principal=principal, key=key, action=act)
+
+
 @router.post("/fx-rates", response_model=schemas.FxRateOut)
 async def record_fx_rate(
     request: Request,

@@ -123,6 +123,7 @@ def upgrade() -> None:
             name=op.f("fk_ledger_transactions_reverses_id_ledger_transactions"),
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_ledger_transactions")),
+        sa.UniqueConstraint("reverses_id", name=op.f("uq_ledger_transactions_reverses_id")),
     )
     op.create_index(
         op.f("ix_ledger_transactions_created_at"),

@@ -316,3 +316,57 @@ async def test_balance_at_a_past_instant(api: Api, uows: UnitOfWorkFactory, cloc
         f"{(before_bet - timedelta(days=1)).isoformat().replace('+00:00', 'Z')}"
     )
     assert earlier.json()["balance"] == "0.00"
+
+
+async def test_an_adjustment_is_corrected_by_a_linked_reversal(
+    api: Api, uows: UnitOfWorkFactory
+) -> None:
+    async with uows() as uow:
+        player_id = await factories.player(uow)
+        await uow.commit()
+    credit = {
+        "player_id": str(player_id),
+        "amount": "40.00",
+        "currency": "EUR",
+        "direction": "credit",
+        "source": "bonus",
+        "operator": "alice",
+        "reason": "welcome bonus",
+    }
+    done = await api.operator.post("/v1/admin/adjustments", credit)
+    assert done.status_code == 200, done.text
+    assert (done.json()["bonus"], done.json()["balance"]) == ("40.00", "40.00")
+    txn = done.json()["ledger_transaction_id"]
+
+    path = f"/v1/admin/adjustments/{txn}/reversal"
+    reversal = {"operator": "bob", "reason": "granted twice by mistake"}
+    reversed_ = await api.operator.post(path, reversal)
+    assert reversed_.status_code == 200, reversed_.text
+    assert reversed_.json()["balance"] == "0.00"
+    again = await api.operator.post(path, reversal)
+    assert (again.status_code, again.json()["error"]["code"]) == (409, "already_reversed")
+    async with uows() as uow:
+        link = await uow.session.scalar(
+            sa.select(LedgerTransaction.reverses_id).where(
+                LedgerTransaction.id == reversed_.json()["ledger_transaction_id"]
+            )
+        )
+    assert link == txn
+    unknown = await api.operator.post("/v1/admin/adjustments/999999999/reversal", reversal)
+    assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "unknown_adjustment")
+
+
+async def test_a_debit_adjustment_cannot_overdraw(api: Api, uows: UnitOfWorkFactory) -> None:
+    player_id = await funded(uows, cash="5.00")
+    debit = {
+        "player_id": str(player_id),
+        "amount": "5.01",
+        "currency": "EUR",
+        "direction": "debit",
+        "operator": "alice",
+        "reason": "chargeback",
+    }
+    refused = await api.operator.post("/v1/admin/adjustments", debit)
+    assert (refused.status_code, refused.json()["error"]["code"]) == (409, "insufficient_funds")
+    allowed = await api.operator.post("/v1/admin/adjustments", debit | {"amount": "5.00"})
+    assert allowed.json()["balance"] == "0.00"
