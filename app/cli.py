@@ -3,6 +3,8 @@
 import asyncio
 import json
 import shlex
+import signal
+import sys
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -72,6 +74,9 @@ def serve(
         settings=settings, engine=create_app_engine(urls.app, pool_size=settings.db_pool_size)
     )
     typer.echo(f"Pitwarden on http://{settings.host}:{settings.port} (OpenAPI UI at /docs)")
+    # uvicorn re-raises SIGTERM after its graceful shutdown; exiting through SystemExit instead
+    # lets the atexit hook stop the embedded PostgreSQL too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
 
 
