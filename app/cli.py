@@ -66,6 +66,9 @@ def serve(
     from app.main import create_app  # noqa: PLC0415
     from core.database import create_app_engine  # noqa: PLC0415
 
+    # SIGTERM (also the one uvicorn re-raises after its graceful shutdown) exits through
+    # SystemExit, so that the atexit hook stops the embedded PostgreSQL too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     settings = _settings()
     urls, _server = ready_database(settings)
     if demo_data:
@@ -74,9 +77,6 @@ def serve(
         settings=settings, engine=create_app_engine(urls.app, pool_size=settings.db_pool_size)
     )
     typer.echo(f"Pitwarden on http://{settings.host}:{settings.port} (OpenAPI UI at /docs)")
-    # uvicorn re-raises SIGTERM after its graceful shutdown; exiting through SystemExit instead
-    # lets the atexit hook stop the embedded PostgreSQL too.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
 
 

@@ -6,12 +6,12 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from psycopg.types.json import Jsonb
 
-from core import journal
+from core import journal, sql
 from core.errors import Conflict, InvalidRequest
 from core.journal import EventContext
-from core.models import ApiClient, IdempotencyRecord, RequestNonce
+from core.models import ApiClient, RequestNonce
 from core.uow import UnitOfWork
 
 Role = Literal["game_provider", "operator"]
@@ -63,19 +63,22 @@ async def register(
 
 
 async def active_client(uow: UnitOfWork, client_id: str) -> Client | None:
-    found = await uow.session.get(ApiClient, client_id)
-    if found is None or not found.active:
-        return None
-    return Client(found.client_id, found.role, found.provider_code, found.secret)  # type: ignore[arg-type]
+    row = await sql.one(
+        uow,
+        "SELECT client_id, role, provider_code, secret FROM api_clients"
+        " WHERE client_id = %(client_id)s AND active",
+        {"client_id": client_id},
+    )
+    return Client(**row) if row else None
 
 
 async def consume_nonce(uow: UnitOfWork, *, client_id: str, nonce: str) -> bool:
     """Remember a nonce; False if this client used it before (a replayed request)."""
-    inserted = await uow.session.scalar(
-        pg_insert(RequestNonce)
-        .values(client_id=client_id, nonce=nonce, seen_at=uow.now)
-        .on_conflict_do_nothing()
-        .returning(RequestNonce.nonce)
+    inserted = await sql.scalar(
+        uow,
+        "INSERT INTO request_nonces (client_id, nonce, seen_at)"
+        " VALUES (%(client_id)s, %(nonce)s, %(now)s) ON CONFLICT DO NOTHING RETURNING 1",
+        {"client_id": client_id, "nonce": nonce, "now": uow.now},
     )
     return inserted is not None
 
@@ -94,11 +97,12 @@ async def claim_idempotency_key(
     A concurrent request with the same key waits on the claim until the first commits, then
     reads its stored response: exactly one of them acts.
     """
-    claimed = await uow.session.scalar(
-        pg_insert(IdempotencyRecord)
-        .values(client_id=client_id, key=key, request_hash=request_hash, created_at=uow.now)
-        .on_conflict_do_nothing()
-        .returning(IdempotencyRecord.key)
+    claimed = await sql.scalar(
+        uow,
+        "INSERT INTO idempotency_records (client_id, key, request_hash, created_at)"
+        " VALUES (%(client_id)s, %(key)s, %(hash)s, %(now)s)"
+        " ON CONFLICT DO NOTHING RETURNING 1",
+        {"client_id": client_id, "key": key, "hash": request_hash, "now": uow.now},
     )
     if claimed is not None:
         return None
@@ -108,17 +112,22 @@ async def claim_idempotency_key(
 async def _stored(
     uow: UnitOfWork, *, client_id: str, key: str, request_hash: bytes
 ) -> StoredResponse:
-    record = await uow.session.get(IdempotencyRecord, (client_id, key), populate_existing=True)
+    record = await sql.one(
+        uow,
+        "SELECT request_hash, status_code, response FROM idempotency_records"
+        " WHERE client_id = %(client_id)s AND key = %(key)s",
+        {"client_id": client_id, "key": key},
+    )
     assert record is not None  # noqa: S101 - the conflicting row is committed
-    if record.request_hash != request_hash:
+    if bytes(record["request_hash"]) != request_hash:
         raise InvalidRequest(
             "idempotency_key_reused",
             "this Idempotency-Key was used with a different request",
             idempotency_key=key,
         )
-    if record.status_code is None or record.response is None:
+    if record["status_code"] is None:
         raise Conflict("idempotency_key_in_flight", "a request with this key is still running")
-    return StoredResponse(record.status_code, record.response)
+    return StoredResponse(record["status_code"], record["response"])
 
 
 async def store_response(
@@ -128,23 +137,24 @@ async def store_response(
 
     If another request claimed the key meanwhile, its response wins and is returned.
     """
-    stored = await uow.session.scalar(
-        pg_insert(IdempotencyRecord)
-        .values(
-            client_id=client_id,
-            key=key,
-            request_hash=request_hash,
-            status_code=response.status_code,
-            response=response.body,
-            created_at=uow.now,
-        )
-        .on_conflict_do_update(
-            index_elements=["client_id", "key"],
-            set_={"status_code": response.status_code, "response": response.body},
-            where=IdempotencyRecord.status_code.is_(None)
-            & (IdempotencyRecord.request_hash == request_hash),
-        )
-        .returning(IdempotencyRecord.key)
+    stored = await sql.scalar(
+        uow,
+        "INSERT INTO idempotency_records"
+        " (client_id, key, request_hash, status_code, response, created_at)"
+        " VALUES (%(client_id)s, %(key)s, %(hash)s, %(status)s, %(body)s, %(now)s)"
+        " ON CONFLICT (client_id, key) DO UPDATE"
+        " SET status_code = excluded.status_code, response = excluded.response"
+        " WHERE idempotency_records.status_code IS NULL"
+        " AND idempotency_records.request_hash = excluded.request_hash"
+        " RETURNING 1",
+        {
+            "client_id": client_id,
+            "key": key,
+            "hash": request_hash,
+            "status": response.status_code,
+            "body": Jsonb(response.body),
+            "now": uow.now,
+        },
     )
     if stored is not None:
         return response

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
+from psycopg.types.json import Jsonb
 
-from core.models import JournalEvent
+from core import sql
 from core.money import Money
 from core.uow import UnitOfWork
 
@@ -78,22 +78,25 @@ async def record(
     await record_many(uow, [(event, player_id, amount, data or {})], ctx=ctx)
 
 
+# (event name, player, amount, event-specific data)
+Event = tuple[str, uuid.UUID | None, Money | None, dict[str, Any]]
+
+
 async def record_many(
     uow: UnitOfWork,
-    events: list[tuple[str, uuid.UUID | None, Money | None, dict[str, Any]]],
+    events: list[Event],
     *,
     ctx: EventContext,
 ) -> None:
     """Append several events in one statement (the hot money path writes two or three)."""
-    rows = [
-        {
-            "event": event,
-            "ts": uow.now,
-            "player_id": player_id,
-            "envelope": envelope(
-                event=event, ts=uow.now, ctx=ctx, player_id=player_id, amount=amount, data=data
-            ),
-        }
+    envelopes = [
+        envelope(event=event, ts=uow.now, ctx=ctx, player_id=player_id, amount=amount, data=data)
         for event, player_id, amount, data in events
     ]
-    await uow.session.execute(sa.insert(JournalEvent), rows)
+    await sql.run(
+        uow,
+        "INSERT INTO journal_events (event, ts, player_id, envelope)"
+        " SELECT e->>'event', %(now)s, (e->>'player_id')::uuid, e"
+        " FROM jsonb_array_elements(%(envelopes)s) WITH ORDINALITY AS events(e, n) ORDER BY n",
+        {"now": uow.now, "envelopes": Jsonb(envelopes)},
+    )

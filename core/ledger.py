@@ -17,10 +17,10 @@ from datetime import datetime
 from decimal import Decimal
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from core import sql
 from core.errors import InvalidRequest, NotFound
-from core.models import Account, Balance, LedgerTransaction, Posting
+from core.models import Account, Posting
 from core.money import Money
 from core.uow import UnitOfWork
 
@@ -110,24 +110,28 @@ async def house_account(
     if kind not in HOUSE_KINDS:
         raise ValueError(f"not a house account kind: {kind}")
     code = house_account_code(kind, currency, provider_code)
-    found = await uow.session.scalar(sa.select(Account).where(Account.code == code))
+    found = await sql.one(uow, _HOUSE_ACCOUNT, {"code": code})
     if found is None:
-        await uow.session.execute(
-            pg_insert(Account)
-            .values(
-                code=code,
-                kind=kind,
-                currency=currency,
-                provider_code=provider_code,
-                allow_negative=True,
-                balance_shards=shards,
-                created_at=uow.now,
-            )
-            .on_conflict_do_nothing(index_elements=["code"])
+        await sql.run(
+            uow,
+            "INSERT INTO accounts (code, kind, currency, provider_code, allow_negative,"
+            " balance_shards, created_at) VALUES (%(code)s, %(kind)s, %(currency)s,"
+            " %(provider)s, true, %(shards)s, %(now)s) ON CONFLICT (code) DO NOTHING",
+            {
+                "code": code,
+                "kind": kind,
+                "currency": currency,
+                "provider": provider_code,
+                "shards": shards,
+                "now": uow.now,
+            },
         )
-        found = await uow.session.scalar(sa.select(Account).where(Account.code == code))
+        found = await sql.one(uow, _HOUSE_ACCOUNT, {"code": code})
         assert found is not None  # noqa: S101 - inserted or found by the statement above
-    return _ref(found)
+    return AccountRef(**found)
+
+
+_HOUSE_ACCOUNT = "SELECT id, code, currency, balance_shards FROM accounts WHERE code = %(code)s"
 
 
 def check_balanced(legs: Sequence[Leg]) -> None:
@@ -158,49 +162,66 @@ async def post(
     """Write one balanced ledger transaction and return its id."""
     legs = [leg for leg in legs if leg.amount != 0]
     check_balanced(legs)
-    txn_id = await uow.session.scalar(
-        sa.insert(LedgerTransaction)
-        .values(
-            kind=kind,
-            created_at=uow.now,
-            player_id=player_id,
-            reverses_id=reverses_id,
-            reference=reference,
-            operator=operator,
-            reason=reason,
-            fx_rate=fx.rate if fx else None,
-            fx_source=fx.source if fx else None,
-            fx_as_of=fx.as_of if fx else None,
-            original_amount=fx.original.minor if fx else None,
-            original_currency=fx.original.currency if fx else None,
-        )
-        .returning(LedgerTransaction.id)
-    )
-    rows = [
+    txn_id: int = await sql.scalar(
+        uow,
+        "INSERT INTO ledger_transactions (kind, created_at, player_id, reverses_id, reference,"
+        " operator, reason, fx_rate, fx_source, fx_as_of, original_amount, original_currency)"
+        " VALUES (%(kind)s, %(now)s, %(player_id)s, %(reverses_id)s, %(reference)s,"
+        " %(operator)s, %(reason)s, %(fx_rate)s, %(fx_source)s, %(fx_as_of)s,"
+        " %(original_amount)s, %(original_currency)s) RETURNING id",
         {
-            "transaction_id": txn_id,
-            "account_id": leg.account.id,
-            "shard": random.randrange(leg.account.balance_shards),  # noqa: S311 - spreading load
-            "currency": leg.account.currency,
-            "amount": leg.amount,
+            "kind": kind,
+            "now": uow.now,
             "player_id": player_id,
-            "posted_at": uow.now,
-        }
+            "reverses_id": reverses_id,
+            "reference": reference,
+            "operator": operator,
+            "reason": reason,
+            "fx_rate": fx.rate if fx else None,
+            "fx_source": fx.source if fx else None,
+            "fx_as_of": fx.as_of if fx else None,
+            "original_amount": fx.original.minor if fx else None,
+            "original_currency": fx.original.currency if fx else None,
+        },
+    )
+    rows = sorted(
+        (
+            leg.account.id,
+            random.randrange(leg.account.balance_shards),  # noqa: S311 - load spreading only
+            leg.account.currency,
+            leg.amount,
+        )
         for leg in legs
-    ]
-    # One global order of row locks (account, shard) keeps concurrent transactions deadlock-free.
-    rows.sort(key=lambda row: (row["account_id"], row["shard"]))
-    await uow.session.execute(sa.insert(Posting), rows)
-    return int(txn_id)  # type: ignore[arg-type]
+    )
+    # Inserted in (account, shard) order: one global order of balance-row locks keeps
+    # concurrent transactions free of deadlocks.
+    await sql.run(
+        uow,
+        "INSERT INTO postings (transaction_id, account_id, shard, currency, amount, player_id,"
+        " posted_at) SELECT %(txn)s, a, s, c, m, %(player_id)s, %(now)s FROM unnest("
+        "%(accounts)s::bigint[], %(shards)s::smallint[], %(currencies)s::varchar[],"
+        " %(amounts)s::bigint[]) WITH ORDINALITY AS leg(a, s, c, m, n) ORDER BY n",
+        {
+            "txn": txn_id,
+            "player_id": player_id,
+            "now": uow.now,
+            "accounts": [r[0] for r in rows],
+            "shards": [r[1] for r in rows],
+            "currencies": [r[2] for r in rows],
+            "amounts": [r[3] for r in rows],
+        },
+    )
+    return txn_id
 
 
 async def balance(uow: UnitOfWork, account_id: int) -> int:
-    total = await uow.session.scalar(
-        sa.select(sa.func.coalesce(sa.func.sum(Balance.balance), 0)).where(
-            Balance.account_id == account_id
-        )
+    """The current balance: the sum of at most `balance_shards` rows, whatever the history."""
+    total = await sql.scalar(
+        uow,
+        "SELECT coalesce(sum(balance), 0) FROM balances WHERE account_id = %(id)s",
+        {"id": account_id},
     )
-    return int(total or 0)
+    return int(total)
 
 
 async def balance_at(uow: UnitOfWork, account_id: int, at: datetime) -> int:

@@ -3,12 +3,10 @@
 import uuid
 from dataclasses import dataclass
 
-import sqlalchemy as sa
-
-from core import journal, ledger
+from core import journal, ledger, sql
 from core.errors import InvalidRequest, NotFound
 from core.journal import EventContext
-from core.models import Account, Balance, Player
+from core.models import Player
 from core.money import Money, check_currency
 from core.uow import UnitOfWork
 
@@ -64,24 +62,25 @@ async def wallet(uow: UnitOfWork, player_id: uuid.UUID, *, lock: bool = False) -
     With `lock`, the player's row is locked first (until commit), so the balances read after it
     cannot change underneath: every money movement of a player takes this lock.
     """
-    query = sa.select(Player.currency).where(Player.id == player_id)
-    currency = await uow.session.scalar(query.with_for_update() if lock else query)
-    if currency is None:
+    if lock:  # a separate statement: a join would read balances from before the lock wait
+        await sql.run(uow, "SELECT 1 FROM players WHERE id = %(id)s FOR UPDATE", {"id": player_id})
+    rows = await sql.all_rows(
+        uow,
+        "SELECT a.id, a.code, a.kind, a.currency, b.balance"
+        " FROM accounts a JOIN balances b ON b.account_id = a.id"
+        " WHERE a.player_id = %(id)s",
+        {"id": player_id},
+    )
+    if not rows:
         raise NotFound("unknown_player", "no such player", player_id=str(player_id))
-    rows = (
-        await uow.session.execute(
-            sa.select(Account.id, Account.code, Account.kind, Balance.balance)
-            .join(Balance, Balance.account_id == Account.id)
-            .where(Account.player_id == player_id)
-        )
-    ).all()
-    by_kind = {row.kind: row for row in rows}
+    by_kind = {row["kind"]: row for row in rows}
     cash, bonus = by_kind["player_cash"], by_kind["player_bonus"]
+    currency = cash["currency"]
     return Wallet(
         player_id=player_id,
         currency=currency,
-        cash=ledger.AccountRef(cash.id, cash.code, currency, 1),
-        bonus=ledger.AccountRef(bonus.id, bonus.code, currency, 1),
-        cash_balance=cash.balance,
-        bonus_balance=bonus.balance,
+        cash=ledger.AccountRef(cash["id"], cash["code"], currency, 1),
+        bonus=ledger.AccountRef(bonus["id"], bonus["code"], currency, 1),
+        cash_balance=cash["balance"],
+        bonus_balance=bonus["balance"],
     )

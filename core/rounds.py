@@ -13,15 +13,11 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-from core import fx, journal, ledger, players
+from core import fx, journal, ledger, players, sql
 from core.errors import Conflict, InvalidRequest, NotFound
 from core.journal import EventContext
-from core.models import Bet, BetTombstone, LedgerTransaction, Round, WalletTransaction
 from core.money import Money, convert, format_minor, split_proportionally
 from core.uow import UnitOfWork
 from core.wallets import insufficient_funds
@@ -86,15 +82,16 @@ def content_hash(cmd: Command) -> bytes:
 
 async def place_bet(uow: UnitOfWork, cmd: PlaceBet, ctx: EventContext) -> Outcome:
     wallet = await players.wallet(uow, cmd.player_id, lock=True)
-    if seen := await _seen_before(uow, cmd, wallet):
+    found = await _lookup(uow, cmd)
+    if seen := _seen_before(found, cmd, wallet):
         return seen
-    if await uow.session.get(BetTombstone, (cmd.provider_code, cmd.bet_ref)):
+    if found["tombstoned"]:
         raise Conflict(
             "bet_rolled_back", "this bet was rolled back before it arrived", bet_id=cmd.bet_ref
         )
-    if await _bet(uow, cmd.provider_code, cmd.bet_ref):
+    if found["bet_id"] is not None:
         raise Conflict("bet_id_reused", "this bet id was already used", bet_id=cmd.bet_ref)
-    round_id, opened = await _round_for_bet(uow, cmd)
+    round_id, opened = await _round_for_bet(uow, cmd, found)
     stake, conversion = await fx.to_wallet_currency(uow, cmd.amount, wallet.currency)
     if wallet.total.minor < stake.minor:
         raise insufficient_funds(wallet, stake)
@@ -113,25 +110,27 @@ async def place_bet(uow: UnitOfWork, cmd: PlaceBet, ctx: EventContext) -> Outcom
         reference=f"{cmd.provider_code}:{cmd.bet_ref}",
         fx=conversion,
     )
-    bet_id = await uow.session.scalar(
-        sa.insert(Bet)
-        .values(
-            provider_code=cmd.provider_code,
-            bet_ref=cmd.bet_ref,
-            round_id=round_id,
-            player_id=cmd.player_id,
-            currency=wallet.currency,
-            stake=stake.minor,
-            stake_cash=cash,
-            stake_bonus=bonus,
-            status="OPEN",
-            stake_transaction_id=txn_id,
-            placed_at=uow.now,
-        )
-        .returning(Bet.id)
+    bet_id = await sql.scalar(
+        uow,
+        "INSERT INTO bets (provider_code, bet_ref, round_id, player_id, currency, stake,"
+        " stake_cash, stake_bonus, status, stake_transaction_id, placed_at) VALUES"
+        " (%(provider)s, %(bet)s, %(round)s, %(player)s, %(currency)s, %(stake)s, %(cash)s,"
+        " %(bonus)s, 'OPEN', %(txn)s, %(now)s) RETURNING id",
+        {
+            "provider": cmd.provider_code,
+            "bet": cmd.bet_ref,
+            "round": round_id,
+            "player": cmd.player_id,
+            "currency": wallet.currency,
+            "stake": stake.minor,
+            "cash": cash,
+            "bonus": bonus,
+            "txn": txn_id,
+            "now": uow.now,
+        },
     )
     await _remember(uow, cmd, bet_id=bet_id, ledger_transaction_id=txn_id)
-    events: list[tuple[str, uuid.UUID | None, Money | None, dict[str, object]]] = []
+    events: list[journal.Event] = []
     if opened:
         events.append(("round.opened", cmd.player_id, None, _round_data(cmd, cmd.game_id)))
     events.append(
@@ -158,20 +157,23 @@ async def place_bet(uow: UnitOfWork, cmd: PlaceBet, ctx: EventContext) -> Outcom
 
 async def settle_bet(uow: UnitOfWork, cmd: SettleBet, ctx: EventContext) -> Outcome:
     wallet = await players.wallet(uow, cmd.player_id, lock=True)
-    if seen := await _seen_before(uow, cmd, wallet):
+    found = await _lookup(uow, cmd)
+    if seen := _seen_before(found, cmd, wallet):
         return seen
-    bet = await _bet(uow, cmd.provider_code, cmd.bet_ref)
-    if bet is None:
+    if found["bet_id"] is None:
         raise NotFound("unknown_bet", "no such bet: a win needs its bet", bet_id=cmd.bet_ref)
-    await _check_bet_belongs(uow, bet, cmd)
-    if bet.status != "OPEN":
+    _check_bet_belongs(found, cmd)
+    if found["bet_status"] != "OPEN":
         raise Conflict(
-            "bet_already_settled", f"the bet is already {bet.status}", bet_status=bet.status
+            "bet_already_settled",
+            f"the bet is already {found['bet_status']}",
+            bet_status=found["bet_status"],
         )
-    payout = await _payout_in_wallet_currency(uow, bet, cmd.amount)
-    status: BetStatus = "LOSE" if payout == 0 else "PUSH" if payout == bet.stake else "WIN"
+    payout = _payout_in_wallet_currency(found, cmd.amount, wallet.currency)
+    stake = found["stake"]
+    status: BetStatus = "LOSE" if payout == 0 else "PUSH" if payout == stake else "WIN"
     txn_id = None
-    to_cash, to_bonus = split_proportionally(payout, (bet.stake_cash, bet.stake_bonus))
+    to_cash, to_bonus = split_proportionally(payout, (found["stake_cash"], found["stake_bonus"]))
     if payout:
         revenue = await _revenue_account(uow, cmd.provider_code, wallet.currency)
         txn_id = await ledger.post(
@@ -185,9 +187,9 @@ async def settle_bet(uow: UnitOfWork, cmd: SettleBet, ctx: EventContext) -> Outc
             player_id=cmd.player_id,
             reference=f"{cmd.provider_code}:{cmd.bet_ref}",
         )
-    await _finish_bet(uow, bet.id, status=status, payout=payout, txn_id=txn_id)
-    await _remember(uow, cmd, bet_id=bet.id, ledger_transaction_id=txn_id)
-    events: list[tuple[str, uuid.UUID | None, Money | None, dict[str, object]]] = [
+    await _finish_bet(uow, found["bet_id"], status=status, payout=payout, txn_id=txn_id)
+    await _remember(uow, cmd, bet_id=found["bet_id"], ledger_transaction_id=txn_id)
+    events: list[journal.Event] = [
         (
             "bet.settled",
             cmd.player_id,
@@ -201,7 +203,7 @@ async def settle_bet(uow: UnitOfWork, cmd: SettleBet, ctx: EventContext) -> Outc
             },
         )
     ]
-    if cmd.close_round and await _close_round(uow, bet.round_id):
+    if cmd.close_round and await _close_round(uow, found["bet_round_id"]):
         events.append(("round.closed", cmd.player_id, None, _round_data(cmd)))
     await journal.record_many(uow, events, ctx=ctx)
     after = dataclasses.replace(
@@ -214,19 +216,20 @@ async def settle_bet(uow: UnitOfWork, cmd: SettleBet, ctx: EventContext) -> Outc
 
 async def rollback_bet(uow: UnitOfWork, cmd: RollbackBet, ctx: EventContext) -> Outcome:
     wallet = await players.wallet(uow, cmd.player_id, lock=True)
-    if seen := await _seen_before(uow, cmd, wallet):
+    found = await _lookup(uow, cmd)
+    if seen := _seen_before(found, cmd, wallet):
         return seen
-    bet = await _bet(uow, cmd.provider_code, cmd.bet_ref)
-    if bet is None:
-        await uow.session.execute(
-            pg_insert(BetTombstone)
-            .values(
-                provider_code=cmd.provider_code,
-                bet_ref=cmd.bet_ref,
-                transaction_uuid=cmd.transaction_uuid,
-                created_at=uow.now,
-            )
-            .on_conflict_do_nothing()
+    if found["bet_id"] is None:
+        await sql.run(
+            uow,
+            "INSERT INTO bet_tombstones (provider_code, bet_ref, transaction_uuid, created_at)"
+            " VALUES (%(provider)s, %(bet)s, %(uuid)s, %(now)s) ON CONFLICT DO NOTHING",
+            {
+                "provider": cmd.provider_code,
+                "bet": cmd.bet_ref,
+                "uuid": cmd.transaction_uuid,
+                "now": uow.now,
+            },
         )
         await _remember(uow, cmd, bet_id=None, ledger_transaction_id=None)
         await journal.record(
@@ -235,162 +238,190 @@ async def rollback_bet(uow: UnitOfWork, cmd: RollbackBet, ctx: EventContext) -> 
         return Outcome(
             cmd.transaction_uuid, cmd.round_ref, cmd.bet_ref, "VOID", None, wallet, tombstone=True
         )
-    await _check_bet_belongs(uow, bet, cmd)
-    if bet.status == "VOID":
+    _check_bet_belongs(found, cmd)
+    if found["bet_status"] == "VOID":
         raise Conflict("bet_already_rolled_back", "the bet was already rolled back")
-    if bet.status != "OPEN":
+    if found["bet_status"] != "OPEN":
         raise Conflict(
             "rollback_after_settle",
-            f"the bet was settled as {bet.status}: it cannot be rolled back",
-            bet_status=bet.status,
+            f"the bet was settled as {found['bet_status']}: it cannot be rolled back",
+            bet_status=found["bet_status"],
         )
+    stake, cash, bonus = found["stake"], found["stake_cash"], found["stake_bonus"]
     revenue = await _revenue_account(uow, cmd.provider_code, wallet.currency)
     txn_id = await ledger.post(
         uow,
         kind="rollback",
         legs=[
-            ledger.Leg(revenue, -bet.stake),
-            ledger.Leg(wallet.cash, bet.stake_cash),
-            ledger.Leg(wallet.bonus, bet.stake_bonus),
+            ledger.Leg(revenue, -stake),
+            ledger.Leg(wallet.cash, cash),
+            ledger.Leg(wallet.bonus, bonus),
         ],
         player_id=cmd.player_id,
         reference=f"{cmd.provider_code}:{cmd.bet_ref}",
-        reverses_id=bet.stake_transaction_id,
+        reverses_id=found["stake_transaction_id"],
     )
-    await _finish_bet(uow, bet.id, status="VOID", payout=None, txn_id=txn_id)
-    await _remember(uow, cmd, bet_id=bet.id, ledger_transaction_id=txn_id)
+    await _finish_bet(uow, found["bet_id"], status="VOID", payout=None, txn_id=txn_id)
+    await _remember(uow, cmd, bet_id=found["bet_id"], ledger_transaction_id=txn_id)
     await journal.record(
         uow,
         "bet.voided",
         ctx=ctx,
         player_id=cmd.player_id,
-        amount=Money(bet.stake, wallet.currency),
+        amount=Money(stake, wallet.currency),
         data={
             **_round_data(cmd),
-            "to_cash": format_minor(bet.stake_cash, wallet.currency),
-            "to_bonus": format_minor(bet.stake_bonus, wallet.currency),
+            "to_cash": format_minor(cash, wallet.currency),
+            "to_bonus": format_minor(bonus, wallet.currency),
             "ledger_transaction_id": txn_id,
         },
     )
     after = dataclasses.replace(
-        wallet,
-        cash_balance=wallet.cash_balance + bet.stake_cash,
-        bonus_balance=wallet.bonus_balance + bet.stake_bonus,
+        wallet, cash_balance=wallet.cash_balance + cash, bonus_balance=wallet.bonus_balance + bonus
     )
     return Outcome(cmd.transaction_uuid, cmd.round_ref, cmd.bet_ref, "VOID", txn_id, after)
 
 
-async def _seen_before(uow: UnitOfWork, cmd: Command, wallet: players.Wallet) -> Outcome | None:
+# Everything a wallet action must check, in one round trip: an earlier action with this
+# transaction_uuid, a tombstone for the bet id, the bet (with its round and stake transaction),
+# and the round named by the request.
+_LOOKUP = """
+SELECT seen.content_hash AS seen_hash, seen.ledger_transaction_id AS seen_txn,
+       seen.bet_id AS seen_bet_id, seen_bet.status AS seen_bet_status,
+       tomb.bet_ref IS NOT NULL AS tombstoned,
+       bet.id AS bet_id, bet.player_id AS bet_player_id, bet.status AS bet_status, bet.stake,
+       bet.stake_cash, bet.stake_bonus, bet.round_id AS bet_round_id, bet.stake_transaction_id,
+       bet_round.round_ref AS bet_round_ref, stake_txn.fx_rate, stake_txn.original_currency,
+       rnd.id AS round_id, rnd.player_id AS round_player_id, rnd.game_id AS round_game_id,
+       rnd.status AS round_status
+FROM (VALUES (1)) AS one (x)
+LEFT JOIN wallet_transactions seen
+       ON seen.provider_code = %(provider)s AND seen.transaction_uuid = %(uuid)s
+LEFT JOIN bets seen_bet ON seen_bet.id = seen.bet_id
+LEFT JOIN bet_tombstones tomb ON tomb.provider_code = %(provider)s AND tomb.bet_ref = %(bet)s
+LEFT JOIN bets bet ON bet.provider_code = %(provider)s AND bet.bet_ref = %(bet)s
+LEFT JOIN rounds bet_round ON bet_round.id = bet.round_id
+LEFT JOIN ledger_transactions stake_txn ON stake_txn.id = bet.stake_transaction_id
+LEFT JOIN rounds rnd ON rnd.provider_code = %(provider)s AND rnd.round_ref = %(round)s
+"""
+
+
+async def _lookup(uow: UnitOfWork, cmd: Command) -> dict[str, Any]:
+    found = await sql.one(
+        uow,
+        _LOOKUP,
+        {
+            "provider": cmd.provider_code,
+            "uuid": cmd.transaction_uuid,
+            "bet": cmd.bet_ref,
+            "round": cmd.round_ref,
+        },
+    )
+    assert found is not None  # noqa: S101 - the query always yields one row
+    return found
+
+
+def _seen_before(found: dict[str, Any], cmd: Command, wallet: players.Wallet) -> Outcome | None:
     """The earlier outcome of this transaction_uuid, or None if it is new."""
-    seen = await uow.session.get(WalletTransaction, (cmd.provider_code, cmd.transaction_uuid))
-    if seen is None:
+    if found["seen_hash"] is None:
         return None
-    if seen.content_hash != content_hash(cmd):
+    if bytes(found["seen_hash"]) != content_hash(cmd):
         raise Conflict(
             "transaction_uuid_reused",
             "this transaction_uuid was used for a different action",
             transaction_uuid=cmd.transaction_uuid,
         )
-    status: BetStatus = "VOID"
-    if seen.bet_id is not None:
-        status = await uow.session.scalar(sa.select(Bet.status).where(Bet.id == seen.bet_id))
+    tombstone = found["seen_bet_id"] is None
+    status: BetStatus = "VOID" if tombstone else found["seen_bet_status"]
     return Outcome(
         cmd.transaction_uuid,
         cmd.round_ref,
         cmd.bet_ref,
         status,
-        seen.ledger_transaction_id,
+        found["seen_txn"],
         wallet,
-        tombstone=seen.bet_id is None,
+        tombstone=tombstone,
     )
 
 
 async def _remember(
     uow: UnitOfWork, cmd: Command, *, bet_id: int | None, ledger_transaction_id: int | None
 ) -> None:
-    await uow.session.execute(
-        sa.insert(WalletTransaction).values(
-            provider_code=cmd.provider_code,
-            transaction_uuid=cmd.transaction_uuid,
-            kind=KIND[type(cmd)],
-            content_hash=content_hash(cmd),
-            player_id=cmd.player_id,
-            bet_id=bet_id,
-            ledger_transaction_id=ledger_transaction_id,
-            created_at=uow.now,
-        )
+    await sql.run(
+        uow,
+        "INSERT INTO wallet_transactions (provider_code, transaction_uuid, kind, content_hash,"
+        " player_id, bet_id, ledger_transaction_id, created_at) VALUES (%(provider)s, %(uuid)s,"
+        " %(kind)s, %(hash)s, %(player)s, %(bet)s, %(txn)s, %(now)s)",
+        {
+            "provider": cmd.provider_code,
+            "uuid": cmd.transaction_uuid,
+            "kind": KIND[type(cmd)],
+            "hash": content_hash(cmd),
+            "player": cmd.player_id,
+            "bet": bet_id,
+            "txn": ledger_transaction_id,
+            "now": uow.now,
+        },
     )
 
 
-async def _bet(uow: UnitOfWork, provider_code: str, bet_ref: str) -> Bet | None:
-    return await uow.session.scalar(
-        sa.select(Bet).where(Bet.provider_code == provider_code, Bet.bet_ref == bet_ref)
-    )
-
-
-async def _check_bet_belongs(uow: UnitOfWork, bet: Bet, cmd: SettleBet | RollbackBet) -> None:
-    round_ref = await uow.session.scalar(sa.select(Round.round_ref).where(Round.id == bet.round_id))
-    if bet.player_id != cmd.player_id or round_ref != cmd.round_ref:
+def _check_bet_belongs(found: dict[str, Any], cmd: SettleBet | RollbackBet) -> None:
+    if found["bet_player_id"] != cmd.player_id or found["bet_round_ref"] != cmd.round_ref:
         raise Conflict(
             "bet_mismatch", "the bet belongs to another player or round", bet_id=cmd.bet_ref
         )
 
 
-async def _round_for_bet(uow: UnitOfWork, cmd: PlaceBet) -> tuple[int, bool]:
+async def _round_for_bet(uow: UnitOfWork, cmd: PlaceBet, found: dict[str, Any]) -> tuple[int, bool]:
     """The open round this bet joins (opened now if new) and whether it was just opened."""
-    found = await uow.session.scalar(
-        sa.select(Round).where(
-            Round.provider_code == cmd.provider_code, Round.round_ref == cmd.round_ref
+    if found["round_id"] is None:
+        round_id: int = await sql.scalar(
+            uow,
+            "INSERT INTO rounds (provider_code, round_ref, player_id, game_id, status, opened_at)"
+            " VALUES (%(provider)s, %(round)s, %(player)s, %(game)s, 'OPEN', %(now)s)"
+            " RETURNING id",
+            {
+                "provider": cmd.provider_code,
+                "round": cmd.round_ref,
+                "player": cmd.player_id,
+                "game": cmd.game_id,
+                "now": uow.now,
+            },
         )
-    )
-    if found is None:
-        round_id = await uow.session.scalar(
-            sa.insert(Round)
-            .values(
-                provider_code=cmd.provider_code,
-                round_ref=cmd.round_ref,
-                player_id=cmd.player_id,
-                game_id=cmd.game_id,
-                status="OPEN",
-                opened_at=uow.now,
-            )
-            .returning(Round.id)
-        )
-        assert round_id is not None  # noqa: S101 - RETURNING always yields the id
         return round_id, True
-    if found.player_id != cmd.player_id or found.game_id != cmd.game_id:
+    if found["round_player_id"] != cmd.player_id or found["round_game_id"] != cmd.game_id:
         raise Conflict(
             "round_mismatch", "the round belongs to another player or game", round_id=cmd.round_ref
         )
-    if found.status != "OPEN":
+    if found["round_status"] != "OPEN":
         raise Conflict("round_closed", "the round is closed: no more bets", round_id=cmd.round_ref)
-    return found.id, False
+    return found["round_id"], False
 
 
 async def _close_round(uow: UnitOfWork, round_id: int) -> bool:
-    result = await uow.session.execute(
-        sa.update(Round)
-        .where(Round.id == round_id, Round.status == "OPEN")
-        .values(status="CLOSED", closed_at=uow.now)
+    closed = await sql.run(
+        uow,
+        "UPDATE rounds SET status = 'CLOSED', closed_at = %(now)s"
+        " WHERE id = %(id)s AND status = 'OPEN'",
+        {"id": round_id, "now": uow.now},
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return closed > 0
 
 
 async def _finish_bet(
     uow: UnitOfWork, bet_id: int, *, status: BetStatus, payout: int | None, txn_id: int | None
 ) -> None:
-    await uow.session.execute(
-        sa.update(Bet)
-        .where(Bet.id == bet_id)
-        .values(status=status, payout=payout, settle_transaction_id=txn_id, settled_at=uow.now)
+    await sql.run(
+        uow,
+        "UPDATE bets SET status = %(status)s, payout = %(payout)s,"
+        " settle_transaction_id = %(txn)s, settled_at = %(now)s WHERE id = %(id)s",
+        {"id": bet_id, "status": status, "payout": payout, "txn": txn_id, "now": uow.now},
     )
 
 
-async def _payout_in_wallet_currency(uow: UnitOfWork, bet: Bet, amount: Money) -> int:
+def _payout_in_wallet_currency(found: dict[str, Any], amount: Money, wallet_currency: str) -> int:
     """A win is paid in the currency of its stake, converted at the stake's own fixed rate."""
-    stake_txn = await uow.session.get(LedgerTransaction, bet.stake_transaction_id)
-    assert stake_txn is not None  # noqa: S101 - foreign key
-    stake_currency = stake_txn.original_currency or bet.currency
+    stake_currency = found["original_currency"] or wallet_currency
     if amount.currency != stake_currency:
         raise InvalidRequest(
             "currency_mismatch",
@@ -398,9 +429,9 @@ async def _payout_in_wallet_currency(uow: UnitOfWork, bet: Bet, amount: Money) -
             currency=amount.currency,
             bet_currency=stake_currency,
         )
-    if stake_txn.fx_rate is None:
+    if found["fx_rate"] is None:
         return amount.minor
-    return convert(amount, rate=stake_txn.fx_rate, to_currency=bet.currency).minor
+    return convert(amount, rate=found["fx_rate"], to_currency=wallet_currency).minor
 
 
 async def _revenue_account(uow: UnitOfWork, provider_code: str, currency: str) -> ledger.AccountRef:

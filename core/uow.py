@@ -3,7 +3,7 @@
 from collections.abc import Callable
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -32,7 +32,15 @@ class UnitOfWork:
     async def __aenter__(self) -> Self:
         self.session = self._sessions()
         self.now = self._clock()
+        self._driver: Any = None
         return self
+
+    async def driver_connection(self) -> Any:  # noqa: ANN401 - psycopg.AsyncConnection
+        """The DB-API connection under this unit's transaction (core.sql runs plain SQL on it)."""
+        if self._driver is None:
+            connection = await self.session.connection()
+            self._driver = (await connection.get_raw_connection()).driver_connection
+        return self._driver
 
     async def __aexit__(
         self,
@@ -51,6 +59,7 @@ class UnitOfWork:
     async def rollback(self) -> None:
         """Discard everything so far and start afresh (with a new `now`)."""
         await self.session.rollback()
+        self._driver = None  # the session may take another pooled connection next
         self.now = self._clock()
 
 
