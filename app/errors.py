@@ -3,6 +3,7 @@
 import logging
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -107,5 +108,9 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(HTTPException, _http)
     app.add_exception_handler(IntegrityError, _integrity)
+    # The hot path speaks psycopg directly (core/sql.py): its errors arrive unwrapped.
+    app.add_exception_handler(psycopg.errors.IntegrityError, _integrity)
+    app.add_exception_handler(psycopg.errors.DeadlockDetected, _integrity)
+    app.add_exception_handler(psycopg.errors.SerializationFailure, _integrity)
     app.add_exception_handler(DBAPIError, _unexpected)
     app.add_exception_handler(Exception, _unexpected)

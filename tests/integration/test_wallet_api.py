@@ -370,3 +370,15 @@ async def test_a_debit_adjustment_cannot_overdraw(api: Api, uows: UnitOfWorkFact
     assert (refused.status_code, refused.json()["error"]["code"]) == (409, "insufficient_funds")
     allowed = await api.operator.post("/v1/admin/adjustments", debit | {"amount": "5.00"})
     assert allowed.json()["balance"] == "0.00"
+
+
+async def test_a_round_id_owned_by_another_player_is_a_conflict_not_a_crash(
+    api: Api, uows: UnitOfWorkFactory
+) -> None:
+    first, second = await funded(uows), await funded(uows)
+    bet = factories.bet_body(first)
+    assert (await api.provider.post("/v1/wallet/bet", bet)).status_code == 200
+    other = factories.bet_body(second, round_id=bet["round_id"])
+    refused = await api.provider.post("/v1/wallet/bet", other)
+    assert (refused.status_code, refused.json()["error"]["code"]) == (409, "round_mismatch")
+    assert (await balance(api, second))["balance"] == "100.00"
