@@ -3,10 +3,9 @@
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Literal
 
 import sqlalchemy as sa
-from psycopg.types.json import Jsonb
 
 from core import journal, sql
 from core.errors import Conflict, InvalidRequest
@@ -27,8 +26,10 @@ class Client:
 
 @dataclass(frozen=True, slots=True)
 class StoredResponse:
+    """A status code and the exact body bytes that were answered."""
+
     status_code: int
-    body: dict[str, Any]
+    body: bytes
 
 
 async def register(
@@ -127,7 +128,7 @@ async def _stored(
         )
     if record["status_code"] is None:
         raise Conflict("idempotency_key_in_flight", "a request with this key is still running")
-    return StoredResponse(record["status_code"], record["response"])
+    return StoredResponse(record["status_code"], bytes(record["response"]))
 
 
 async def store_response(
@@ -152,7 +153,7 @@ async def store_response(
             "key": key,
             "hash": request_hash,
             "status": response.status_code,
-            "body": Jsonb(response.body),
+            "body": response.body,
             "now": uow.now,
         },
     )

@@ -223,7 +223,8 @@ class IdempotencyRecord(Base):
     key: Mapped[str] = mapped_column(sa.Text, primary_key=True)
     request_hash: Mapped[bytes] = mapped_column(sa.LargeBinary)
     status_code: Mapped[int | None] = mapped_column(sa.SmallInteger)
-    response: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # The exact bytes answered: a replay must be byte-identical, and JSONB would reorder keys.
+    response: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
     created_at: Mapped[datetime] = mapped_column(TS)
 
 

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 from app import schemas
 from app.api import idempotent
@@ -39,7 +39,7 @@ async def create_player(
     uow: Uow,
     principal: Operator,
     key: IdempotencyKey,
-) -> JSONResponse:
+) -> Response:
     async def act() -> schemas.PlayerCreated:
         player_id = await players.register(
             uow, currency=body.currency, jurisdiction=body.jurisdiction, ctx=principal.context()
@@ -58,7 +58,7 @@ async def adjust(
     uow: Uow,
     principal: Operator,
     key: IdempotencyKey,
-) -> JSONResponse:
+) -> Response:
     """Credit or debit a wallet by hand: a normal ledger transaction, journaled with its reason."""
 
     async def act() -> schemas.AdjustmentDone:
@@ -88,7 +88,7 @@ async def reverse_adjustment(
     uow: Uow,
     principal: Operator,
     key: IdempotencyKey,
-) -> JSONResponse:
+) -> Response:
     """Correct an adjustment: a new mirrored transaction linked to it (each reversed once)."""
 
     async def act() -> schemas.AdjustmentDone:
@@ -113,7 +113,7 @@ async def record_fx_rate(
     uow: Uow,
     principal: Operator,
     key: IdempotencyKey,
-) -> JSONResponse:
+) -> Response:
     """Record a rate; stakes in `base` for `quote` wallets use the newest rate in force."""
 
     async def act() -> schemas.FxRateOut:

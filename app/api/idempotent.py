@@ -10,7 +10,7 @@ import hashlib
 from collections.abc import Awaitable, Callable
 
 from fastapi import Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from app.auth import Principal
@@ -20,9 +20,18 @@ from core.errors import DomainError
 from core.uow import UnitOfWork
 
 
-def _response(stored: clients.StoredResponse, *, replayed: bool) -> JSONResponse:
+def _response(stored: clients.StoredResponse, *, replayed: bool) -> Response:
     headers = {"Idempotent-Replayed": "true"} if replayed else {}
-    return JSONResponse(stored.body, status_code=stored.status_code, headers=headers)
+    return Response(
+        stored.body,
+        status_code=stored.status_code,
+        headers=headers,
+        media_type="application/json",
+    )
+
+
+def _json(body: object) -> bytes:
+    return bytes(JSONResponse(body).body)
 
 
 async def run(
@@ -32,7 +41,7 @@ async def run(
     principal: Principal,
     key: str,
     action: Callable[[], Awaitable[BaseModel]],
-) -> JSONResponse:
+) -> Response:
     body = await request.body()
     request_hash = hashlib.sha256(f"{request.method} {request.url.path}\n".encode() + body).digest()
     client_id = principal.client.client_id
@@ -48,10 +57,10 @@ async def run(
         await uow.rollback()
         await clients.consume_nonce(uow, client_id=client_id, nonce=principal.nonce)
         answer = clients.StoredResponse(
-            status_of(refusal), error_body(refusal.code, refusal.message, refusal.details)
+            status_of(refusal), _json(error_body(refusal.code, refusal.message, refusal.details))
         )
     else:
-        answer = clients.StoredResponse(200, result.model_dump(mode="json"))
+        answer = clients.StoredResponse(200, _json(result.model_dump(mode="json")))
     final = await clients.store_response(
         uow, client_id=client_id, key=key, request_hash=request_hash, response=answer
     )

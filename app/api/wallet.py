@@ -4,7 +4,7 @@ import uuid
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 from app import schemas
 from app.api import idempotent
@@ -69,7 +69,7 @@ async def bet(
     uow: Uow,
     principal: Provider,
     key: IdempotencyKey,
-) -> JSONResponse:
+) -> Response:
     """Debit a stake: cash first, then bonus. Opens the round on its first bet."""
 
     async def act() -> schemas.WalletResponse:
@@ -95,7 +95,7 @@ async def win(
     uow: Uow,
     principal: Provider,
     key: IdempotencyKey,
-) -> JSONResponse:
+) -> Response:
     """Settle a bet with its payout (WIN, PUSH when equal to the stake, LOSE when zero).
 
     The payout returns to cash and bonus in the proportion that funded the stake.
@@ -124,7 +124,7 @@ async def rollback(
     uow: Uow,
     principal: Provider,
     key: IdempotencyKey,
-) -> JSONResponse:
+) -> Response:
     """Void an open bet and return its stake to the sources that funded it.
 
     A rollback for a bet never seen records a tombstone: the late bet with that id is refused.

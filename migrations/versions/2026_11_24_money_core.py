@@ -77,7 +77,7 @@ def upgrade() -> None:
         sa.Column("key", sa.Text(), nullable=False),
         sa.Column("request_hash", sa.LargeBinary(), nullable=False),
         sa.Column("status_code", sa.SmallInteger(), nullable=True),
-        sa.Column("response", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
+        sa.Column("response", sa.LargeBinary(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("client_id", "key", name=op.f("pk_idempotency_records")),
     )
