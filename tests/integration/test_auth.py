@@ -1,0 +1,175 @@
+"""Signed requests: who may call, within which window, and only once."""
+
+import json
+import time
+import uuid
+
+import httpx
+import pytest
+
+from app.main import create_app
+from app.signing import signed_headers
+from core.settings import Settings
+from core.uow import UnitOfWorkFactory
+from tests import factories
+from tests.conftest import Api
+
+PATH = "/v1/wallet/bet"
+
+
+@pytest.fixture
+async def player(uows: UnitOfWorkFactory) -> uuid.UUID:
+    async with uows() as uow:
+        player_id = await factories.player(uow, cash="100.00")
+        await uow.commit()
+    return player_id
+
+
+def signed(
+    api: Api,
+    body: bytes,
+    *,
+    path: str = PATH,
+    secret: str | None = None,
+    timestamp: int | None = None,
+    nonce: str | None = None,
+) -> dict[str, str]:
+    return signed_headers(
+        client_id=api.provider.client_id,
+        secret=secret or api.provider.secret,
+        method="POST",
+        path=path,
+        body=body,
+        timestamp=timestamp,
+        nonce=nonce,
+    ) | {"Content-Type": "application/json", "Idempotency-Key": str(uuid.uuid4())}
+
+
+async def balance(api: Api, player_id: uuid.UUID) -> str:
+    response = await api.provider.post(
+        "/v1/wallet/balance", {"request_uuid": str(uuid.uuid4()), "player_id": str(player_id)}
+    )
+    return str(response.json()["balance"])
+
+
+def bet(player_id: uuid.UUID) -> bytes:
+    return json.dumps(factories.bet_body(player_id)).encode()
+
+
+@pytest.mark.parametrize(
+    "header", ["X-Client-Id", "X-Request-Timestamp", "X-Request-Nonce", "X-Signature"]
+)
+async def test_each_signature_header_is_required(api: Api, player: uuid.UUID, header: str) -> None:
+    body = bet(player)
+    headers = signed(api, body)
+    del headers[header]
+    response = await api.http.post(PATH, content=body, headers=headers)
+    assert response.status_code == 401
+    assert response.json()["error"] == {
+        "code": "missing_auth_header",
+        "message": f"the {header} header is required",
+        "details": {"header": header},
+    }
+    assert await balance(api, player) == "100.00"
+
+
+async def test_a_wrong_secret_is_refused(api: Api, player: uuid.UUID) -> None:
+    body = bet(player)
+    response = await api.http.post(PATH, content=body, headers=signed(api, body, secret="guess"))
+    assert (response.status_code, response.json()["error"]["code"]) == (401, "bad_signature")
+    assert await balance(api, player) == "100.00"
+
+
+async def test_a_body_changed_after_signing_is_refused(api: Api, player: uuid.UUID) -> None:
+    body = bet(player)
+    headers = signed(api, body)
+    tampered = body.replace(b'"10.00"', b'"99.00"')
+    response = await api.http.post(PATH, content=tampered, headers=headers)
+    assert (response.status_code, response.json()["error"]["code"]) == (401, "bad_signature")
+    assert await balance(api, player) == "100.00"
+
+
+async def test_a_signature_for_another_path_is_refused(api: Api, player: uuid.UUID) -> None:
+    body = bet(player)
+    response = await api.http.post(
+        PATH, content=body, headers=signed(api, body, path="/v1/wallet/win")
+    )
+    assert (response.status_code, response.json()["error"]["code"]) == (401, "bad_signature")
+
+
+async def test_an_unknown_client_is_refused_like_a_bad_signature(
+    api: Api, player: uuid.UUID
+) -> None:
+    body = bet(player)
+    headers = signed(api, body) | {"X-Client-Id": "nobody"}
+    response = await api.http.post(PATH, content=body, headers=headers)
+    assert (response.status_code, response.json()["error"]["code"]) == (401, "bad_signature")
+
+
+@pytest.mark.parametrize(
+    ("skew", "accepted"), [(-301, False), (301, False), (-299, True), (299, True)]
+)
+async def test_the_timestamp_window_is_300_seconds_both_ways(
+    api: Api, player: uuid.UUID, skew: int, accepted: bool
+) -> None:
+    body = bet(player)
+    headers = signed(api, body, timestamp=int(time.time()) + skew)
+    response = await api.http.post(PATH, content=body, headers=headers)
+    if accepted:
+        assert response.status_code == 200, response.text
+    else:
+        assert (response.status_code, response.json()["error"]["code"]) == (
+            401,
+            "timestamp_out_of_window",
+        )
+        assert await balance(api, player) == "100.00"
+
+
+@pytest.mark.parametrize("nonce", ["short", "has space in it!!", "x" * 65])
+async def test_a_malformed_nonce_is_refused(api: Api, player: uuid.UUID, nonce: str) -> None:
+    body = bet(player)
+    response = await api.http.post(PATH, content=body, headers=signed(api, body, nonce=nonce))
+    assert (response.status_code, response.json()["error"]["code"]) == (401, "bad_nonce")
+
+
+async def test_a_replayed_request_is_refused_and_changes_nothing(
+    api: Api, player: uuid.UUID
+) -> None:
+    body = bet(player)
+    headers = signed(api, body)
+    first = await api.http.post(PATH, content=body, headers=headers)
+    assert first.status_code == 200
+    replay = await api.http.post(PATH, content=body, headers=headers)
+    assert (replay.status_code, replay.json()["error"]["code"]) == (401, "nonce_reused")
+    assert await balance(api, player) == "90.00"
+
+
+async def test_nonces_are_remembered_across_a_restart(
+    api: Api, player: uuid.UUID, uows: UnitOfWorkFactory, settings: Settings
+) -> None:
+    body = bet(player)
+    headers = signed(api, body)
+    assert (await api.http.post(PATH, content=body, headers=headers)).status_code == 200
+    restarted = create_app(settings=settings, uow_factory=uows)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=restarted), base_url="http://test"
+    ) as http:
+        replay = await http.post(PATH, content=body, headers=headers)
+    assert (replay.status_code, replay.json()["error"]["code"]) == (401, "nonce_reused")
+    assert await balance(api, player) == "90.00"
+
+
+async def test_roles_keep_to_their_own_api(api: Api, player: uuid.UUID) -> None:
+    adjustment = {
+        "player_id": str(player),
+        "amount": "5.00",
+        "currency": "EUR",
+        "direction": "credit",
+        "operator": "mallory",
+        "reason": "free money",
+    }
+    as_provider = await api.provider.post("/v1/admin/adjustments", adjustment)
+    assert (as_provider.status_code, as_provider.json()["error"]["code"]) == (403, "forbidden")
+    as_operator = await api.operator.post("/v1/wallet/bet", factories.bet_body(player))
+    assert (as_operator.status_code, as_operator.json()["error"]["code"]) == (403, "forbidden")
+    assert await balance(api, player) == "100.00"

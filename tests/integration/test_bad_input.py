@@ -1,0 +1,241 @@
+"""Bad input: a clear 4xx with a machine-readable code, and nothing posted."""
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+
+from app.signing import signed_headers
+from core.uow import UnitOfWorkFactory
+from tests import factories
+from tests.conftest import Api
+
+
+@pytest.fixture
+async def player(uows: UnitOfWorkFactory) -> uuid.UUID:
+    async with uows() as uow:
+        player_id = await factories.player(uow, cash="100.00")
+        await uow.commit()
+    return player_id
+
+
+async def balance(api: Api, player_id: uuid.UUID) -> str:
+    response = await api.provider.post(
+        "/v1/wallet/balance", {"request_uuid": str(uuid.uuid4()), "player_id": str(player_id)}
+    )
+    return str(response.json()["balance"])
+
+
+async def send_raw(api: Api, path: str, body: bytes, **extra: str) -> Any:
+    headers = (
+        signed_headers(
+            client_id=api.provider.client_id,
+            secret=api.provider.secret,
+            method="POST",
+            path=path,
+            body=body,
+        )
+        | {"Content-Type": "application/json", "Idempotency-Key": str(uuid.uuid4())}
+        | extra
+    )
+    return await api.http.post(path, content=body, headers=headers)
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "code"),
+    [
+        ({"currency": "XXX"}, 422, "unknown_currency"),
+        ({"currency": "eur"}, 422, "invalid_request"),
+        ({"currency": "EURO"}, 422, "invalid_request"),
+        ({"currency": "USD"}, 422, "no_fx_rate"),
+        ({"amount": "10.001"}, 422, "too_many_decimals"),
+        ({"amount": "0.00"}, 422, "amount_not_positive"),
+        ({"amount": "0"}, 422, "amount_not_positive"),
+        ({"amount": "-5.00"}, 422, "invalid_request"),
+        ({"amount": "99999999999999999"}, 422, "invalid_request"),
+        ({"amount": "10000000000000.01"}, 422, "amount_too_large"),
+        ({"amount": 10.5}, 422, "invalid_request"),
+        ({"amount": 10}, 422, "invalid_request"),
+        ({"amount": True}, 422, "invalid_request"),
+        ({"amount": None}, 422, "invalid_request"),
+        ({"amount": "1e3"}, 422, "invalid_request"),
+        ({"amount": "NaN"}, 422, "invalid_request"),
+        ({"player_id": str(uuid.uuid4())}, 404, "unknown_player"),
+        ({"player_id": "not-a-uuid"}, 422, "invalid_request"),
+        ({"bet_id": ""}, 422, "invalid_request"),
+        ({"bet_id": "x" * 65}, 422, "invalid_request"),
+        ({"round_id": "has space"}, 422, "invalid_request"),
+        ({"surprise": "field"}, 422, "invalid_request"),
+    ],
+)
+async def test_a_bad_bet_is_refused_and_moves_nothing(
+    api: Api, player: uuid.UUID, change: dict[str, Any], status: int, code: str
+) -> None:
+    body = factories.bet_body(player) | change
+    response = await api.provider.post("/v1/wallet/bet", body)
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code
+    assert await balance(api, player) == "100.00"
+    # the bet id was not consumed: the corrected bet goes through
+    bet_id = body["bet_id"] if "bet_id" not in change else "b-corrected"
+    fixed = await api.provider.post(
+        "/v1/wallet/bet", factories.bet_body(player) | {"bet_id": bet_id}
+    )
+    assert fixed.status_code == 200, fixed.text
+
+
+@pytest.mark.parametrize(
+    "missing",
+    [
+        "request_uuid",
+        "transaction_uuid",
+        "player_id",
+        "round_id",
+        "bet_id",
+        "game_id",
+        "amount",
+        "currency",
+    ],
+)
+async def test_a_missing_field_is_named(api: Api, player: uuid.UUID, missing: str) -> None:
+    body = factories.bet_body(player)
+    del body[missing]
+    response = await api.provider.post("/v1/wallet/bet", body)
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "invalid_request"
+    assert [p["field"] for p in error["details"]["problems"]] == [missing]
+    assert await balance(api, player) == "100.00"
+
+
+async def test_a_jpy_amount_with_decimals_is_refused(api: Api, uows: UnitOfWorkFactory) -> None:
+    async with uows() as uow:
+        player_id = await factories.player(uow, cash="1000", currency="JPY")
+        await uow.commit()
+    response = await api.provider.post(
+        "/v1/wallet/bet", factories.bet_body(player_id, "1.5", currency="JPY")
+    )
+    assert (response.status_code, response.json()["error"]["code"]) == (422, "too_many_decimals")
+    assert response.json()["error"]["details"]["max_decimals"] == 0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"{not json", b"", b"[]", b"null", b'"text"', b'{"request_uuid": '],
+)
+async def test_malformed_json_is_a_400_or_422(api: Api, player: uuid.UUID, body: bytes) -> None:
+    response = await send_raw(api, "/v1/wallet/bet", body)
+    assert response.status_code in {400, 422}, response.text
+    assert response.json()["error"]["code"] in {"malformed_json", "invalid_request"}
+    assert await balance(api, player) == "100.00"
+
+
+async def test_syntactically_broken_json_says_so(api: Api) -> None:
+    response = await send_raw(api, "/v1/wallet/bet", b"{not json")
+    assert (response.status_code, response.json()["error"]["code"]) == (400, "malformed_json")
+
+
+async def test_an_oversized_body_is_refused_before_it_is_read(api: Api, player: uuid.UUID) -> None:
+    body = json.dumps(factories.bet_body(player) | {"pad": "x" * 70_000}).encode()
+    response = await send_raw(api, "/v1/wallet/bet", body)
+    assert (response.status_code, response.json()["error"]["code"]) == (413, "body_too_large")
+    assert await balance(api, player) == "100.00"
+
+
+async def test_a_mutating_call_needs_an_idempotency_key(api: Api, player: uuid.UUID) -> None:
+    body = json.dumps(factories.bet_body(player)).encode()
+    headers = signed_headers(
+        client_id=api.provider.client_id,
+        secret=api.provider.secret,
+        method="POST",
+        path="/v1/wallet/bet",
+        body=body,
+    ) | {"Content-Type": "application/json"}
+    response = await api.http.post("/v1/wallet/bet", content=body, headers=headers)
+    assert (response.status_code, response.json()["error"]["code"]) == (
+        400,
+        "idempotency_key_missing",
+    )
+    assert await balance(api, player) == "100.00"
+
+
+async def test_a_win_for_a_bet_of_another_round_is_refused(api: Api, player: uuid.UUID) -> None:
+    bet = factories.bet_body(player)
+    await api.provider.post("/v1/wallet/bet", bet)
+    response = await api.provider.post(
+        "/v1/wallet/win", factories.win_body(bet, "5.00", round_id="another-round")
+    )
+    assert (response.status_code, response.json()["error"]["code"]) == (409, "bet_mismatch")
+    assert await balance(api, player) == "90.00"
+
+
+async def test_an_unknown_route_and_method_answer_in_the_error_format(api: Api) -> None:
+    missing = await api.http.get("/v1/nowhere")
+    assert (missing.status_code, missing.json()["error"]["code"]) == (404, "not_found")
+    wrong = await api.http.get("/v1/wallet/bet")
+    assert (wrong.status_code, wrong.json()["error"]["code"]) == (405, "method_not_allowed")
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ({"amount": "abc"}, "invalid_request"),
+        ({"amount": "1.001"}, "too_many_decimals"),
+        ({"direction": "sideways"}, "invalid_request"),
+        ({"reason": ""}, "invalid_request"),
+        ({"reason": "   "}, "reason_required"),
+        ({"currency": "USD"}, "currency_mismatch"),
+    ],
+)
+async def test_bad_adjustments_are_refused(
+    api: Api, player: uuid.UUID, change: dict[str, Any], code: str
+) -> None:
+    body = {
+        "player_id": str(player),
+        "amount": "5.00",
+        "currency": "EUR",
+        "direction": "credit",
+        "operator": "alice",
+        "reason": "goodwill",
+    } | change
+    response = await api.operator.post("/v1/admin/adjustments", body)
+    assert 400 <= response.status_code < 500
+    assert response.json()["error"]["code"] == code
+    assert await balance(api, player) == "100.00"
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ({"rate": "0"}, "invalid_rate"),
+        ({"rate": "-1"}, "invalid_request"),
+        ({"rate": "abc"}, "invalid_request"),
+        ({"as_of": "2026-01-01T00:00:00"}, "invalid_datetime"),
+        ({"as_of": "yesterday"}, "invalid_datetime"),
+        ({"quote": "USD"}, "same_currency"),
+        ({"base": "ZZZ"}, "unknown_currency"),
+    ],
+)
+async def test_bad_fx_rates_are_refused(api: Api, change: dict[str, Any], code: str) -> None:
+    body = {
+        "base": "USD",
+        "quote": "EUR",
+        "rate": "0.9",
+        "source": "feed",
+        "as_of": "2026-01-01T00:00:00Z",
+    } | change
+    response = await api.operator.post("/v1/admin/fx-rates", body)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == code
+
+
+@pytest.mark.parametrize("at", ["yesterday", "2026-01-01T00:00:00", "2026-13-01T00:00:00Z"])
+async def test_balance_at_needs_a_real_instant(api: Api, player: uuid.UUID, at: str) -> None:
+    response = await api.operator.get(f"/v1/admin/accounts/player:{player}:cash/balance?at={at}")
+    assert (response.status_code, response.json()["error"]["code"]) == (422, "invalid_datetime")
+
+
+async def test_an_unknown_account_is_a_404(api: Api) -> None:
+    response = await api.operator.get("/v1/admin/accounts/player:nobody:cash/balance")
+    assert (response.status_code, response.json()["error"]["code"]) == (404, "unknown_account")
