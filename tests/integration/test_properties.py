@@ -1,95 +1,233 @@
 """Random sequences of adjustments, bets, settles, rollbacks and re-deliveries keep the books.
 
-Hypothesis drives the API from a worker thread; every call runs on the test's event loop.
-After every step: the API's balances equal the model's, no wallet is negative, every ledger
-transaction sums to zero, money is conserved, replays change nothing, and each account's
-balance-at-now recomputed from postings equals its current balance.
+Hypothesis drives the signed HTTP API (real commits, so the deferred ledger triggers fire) from a
+worker thread; every coroutine runs on the test's own event loop, where the session's engine
+lives. Each example registers its own provider, operator and 2-3 EUR players, and a model of
+their cash, bonus, bets and rounds in plain ints.
+
+After every step: the database's and the API's balances equal the model's; no player balance is
+negative; every ledger transaction of the example has two or more postings summing to zero;
+money is conserved over every account the example touched (its players, its provider's revenue
+account and the change of the shared house accounts since the example began); each touched
+account's balance-at-now recomputed from postings equals its current balance. A rule checks
+balances at a random earlier instant against the model as it stood then. Replays of any kind
+change nothing.
 """
 
 import asyncio
 import uuid
 from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import httpx
 import hypothesis
+import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
     RuleBasedStateMachine,
-    consumes,
+    initialize,
     invariant,
+    precondition,
     rule,
     run_state_machine_as_test,
 )
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from core import ledger
-from core.models import Account, Balance, Posting
+from core.models import Account, Balance, LedgerTransaction, Posting
 from core.settings import Settings
-from core.uow import UnitOfWorkFactory
+from core.uow import UnitOfWork, UnitOfWorkFactory
 from tests import factories
 from tests.conftest import Api, make_api
 
+pytestmark = pytest.mark.commits
+
 T = TypeVar("T")
 AMOUNTS = st.integers(min_value=1, max_value=5_000)  # minor units: 0.01 .. 50.00
+FUNDS = st.integers(min_value=0, max_value=5_000)
+PLAYER = st.integers(min_value=0, max_value=2)  # an index, taken modulo the players there are
+SOURCES = ("cash", "bonus")
+SHARED_HOUSE = {
+    "cash": ledger.house_account_code("manual_adjustment", "EUR"),
+    "bonus": ledger.house_account_code("bonus_liability", "EUR"),
+}
+PLACED = ("OPEN", "WIN", "LOSE", "PUSH", "VOID")
+WALLET_PATHS = ("/v1/wallet/bet", "/v1/wallet/win", "/v1/wallet/rollback")
 
 
 def eur(minor: int) -> str:
     return f"{minor // 100}.{minor % 100:02d}"
 
 
+def rfc3339(instant: datetime) -> str:
+    return instant.isoformat().replace("+00:00", "Z")
+
+
+class TickingClock:
+    """Wall time, but strictly increasing: every unit of work gets an instant of its own.
+
+    Shared by all examples of the test, so that an instant recorded after a step lies after
+    every posting written so far and before every posting written later.
+    """
+
+    def __init__(self) -> None:
+        self.last = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        self.last = max(datetime.now(UTC), self.last + timedelta(microseconds=1))
+        return self.last
+
+
+@dataclass(eq=False)
+class BetRecord:
+    """A bet as the model knows it; `status` is NOT_PLACED until the wallet accepts it."""
+
+    body: dict[str, Any]
+    player: uuid.UUID
+    stake: int
+    status: str = "NOT_PLACED"
+    tombstoned: bool = False  # a rollback arrived while the bet was unknown
+    cash: int = 0
+    bonus: int = 0
+
+    def __repr__(self) -> str:
+        return f"<bet {self.body['bet_id']} {eur(self.stake)} {self.status}>"
+
+
+@dataclass(eq=False)
+class Sent:
+    """A request as first answered: what a same-key replay must answer byte for byte."""
+
+    client: str
+    path: str
+    body: dict[str, Any]
+    key: str
+    status: int
+    content: bytes
+
+    def __repr__(self) -> str:
+        return f"<sent {self.path} {self.status} key={self.key[:8]}>"
+
+
+@dataclass(eq=False)
+class Done:
+    """A wallet action that took effect, by its transaction_uuid."""
+
+    path: str
+    body: dict[str, Any]
+    bet: BetRecord
+    ledger_transaction_id: int | None
+    tombstone: bool = False
+
+    def __repr__(self) -> str:
+        return f"<done {self.path} {self.body['transaction_uuid'][:8]}>"
+
+
+@dataclass
+class RoundState:
+    player: uuid.UUID
+    closed: bool = False
+
+
+@dataclass
+class Expected:
+    """What the model holds at one instant: exclusive balances and shared-house deltas."""
+
+    balances: dict[str, int]
+    shared_delta: dict[str, int] = field(default_factory=dict)
+
+
+class Bridge:
+    """Set by the test: its event loop, the session's app engine, settings and the clock."""
+
+    loop: asyncio.AbstractEventLoop
+    engine: AsyncEngine
+    settings: Settings
+    clock: TickingClock
+
+
 def call(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine on the test's event loop from Hypothesis' worker thread."""
-    return asyncio.run_coroutine_threadsafe(coro, Books.loop).result(timeout=60)
+    return asyncio.run_coroutine_threadsafe(coro, Bridge.loop).result(timeout=60)
+
+
+def refused(response: httpx.Response, status: int, code: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code, response.text
 
 
 class Books(RuleBasedStateMachine):
-    """The model: each player's cash and bonus, each bet's sources, what adjustments let in."""
-
     bets = Bundle("bets")
-    sent = Bundle("sent")
-    # Set by the test: the units of work, the settings and the bridge to its event loop.
-    uows: UnitOfWorkFactory
-    app_settings: Settings
-    loop: asyncio.AbstractEventLoop
 
     def __init__(self) -> None:
         super().__init__()
-        self.api: Api = call(make_api(self.uows, self.app_settings))
-        self.players = [call(self._new_player()) for _ in range(2)]
-        # Both sources funded from the start, so that stakes often mix cash and bonus.
-        self.cash = dict.fromkeys(self.players, 2000)
-        self.bonus = dict.fromkeys(self.players, 3000)
-        self.net_adjusted = 2 * 5000  # money the house let in by adjustments
+        self.clock = Bridge.clock
+        self.uows = UnitOfWorkFactory(
+            async_sessionmaker(Bridge.engine, expire_on_commit=False), self.clock
+        )
+        self.api: Api = call(make_api(self.uows, Bridge.settings))
+        self.revenue_code = ledger.house_account_code("game_revenue", "EUR", self.api.provider_code)
+        self.players: list[uuid.UUID] = []
+        self.cash: dict[uuid.UUID, int] = {}
+        self.bonus: dict[uuid.UUID, int] = {}
+        self.revenue = 0  # the provider's game revenue: stakes kept minus payouts and refunds
+        self.adjusted = dict.fromkeys(SOURCES, 0)  # net credit by adjustments, per source
+        self.movements = 0  # ledger transactions the example should have written
+        self.rounds: dict[str, RoundState] = {}
+        self.done: dict[str, Done] = {}
+        self.sent: list[Sent] = []
+        self.history: list[tuple[datetime, Expected]] = []
+        # The shared house accounts as they stood before the example wrote anything.
+        self.start = self.clock()
+        self.baseline = call(self._shared_balances())
 
-    async def _new_player(self) -> uuid.UUID:
-        async with self.uows() as uow:
-            player_id = await factories.player(uow, cash="20.00", bonus="30.00")
-            await uow.commit()
-        return player_id
+    # -- plumbing -----------------------------------------------------------------------
 
-    def post(
-        self, client: str, path: str, body: dict[str, Any], key: str | None = None
+    def player(self, index: int) -> uuid.UUID:
+        return self.players[index % len(self.players)]
+
+    def send(
+        self,
+        client: str,
+        path: str,
+        body: dict[str, Any],
+        key: str | None = None,
+        *,
+        remember: bool = True,
     ) -> httpx.Response:
         sender = self.api.provider if client == "provider" else self.api.operator
-        return call(sender.post(path, body, idempotency_key=key))
+        key = key or str(uuid.uuid4())
+        response = call(sender.post(path, body, idempotency_key=key))
+        assert response.status_code < 500, response.text
+        if remember:
+            self.sent.append(Sent(client, path, body, key, response.status_code, response.content))
+        return response
 
-    # -- rules --------------------------------------------------------------------------
+    def check_wallet(self, view: dict[str, Any], player: uuid.UUID) -> None:
+        cash, bonus = self.cash[player], self.bonus[player]
+        assert (view["cash"], view["bonus"], view["balance"]) == (
+            eur(cash),
+            eur(bonus),
+            eur(cash + bonus),
+        ), (view, player)
 
-    @rule(
-        target=sent,
-        player=st.integers(0, 1),
-        minor=AMOUNTS,
-        source=st.sampled_from(["cash", "bonus"]),
-        credit=st.booleans(),
-    )
-    def adjust(self, player: int, minor: int, source: str, credit: bool) -> tuple[Any, ...]:
-        player_id = self.players[player]
-        held = (self.cash if source == "cash" else self.bonus)[player_id]
+    def expected(self) -> Expected:
+        balances = {self.revenue_code: self.revenue}
+        for player in self.players:
+            balances[ledger.player_account_code(player, "cash")] = self.cash[player]
+            balances[ledger.player_account_code(player, "bonus")] = self.bonus[player]
+        return Expected(balances, {SHARED_HOUSE[s]: -self.adjusted[s] for s in SOURCES})
+
+    # -- actions and what the model expects of them -------------------------------------
+
+    def _adjust(self, player: uuid.UUID, minor: int, source: str, *, credit: bool) -> None:
         body = {
-            "player_id": str(player_id),
+            "player_id": str(player),
             "amount": eur(minor),
             "currency": "EUR",
             "direction": "credit" if credit else "debit",
@@ -97,182 +235,426 @@ class Books(RuleBasedStateMachine):
             "operator": "prop",
             "reason": "property test",
         }
-        key = str(uuid.uuid4())
-        response = self.post("operator", "/v1/admin/adjustments", body, key)
-        if not credit and held < minor:
-            assert response.status_code == 409, response.text
-        else:
-            assert response.status_code == 200, response.text
-            book = self.cash if source == "cash" else self.bonus
-            book[player_id] += minor if credit else -minor
-            self.net_adjusted += minor if credit else -minor
-        return ("operator", "/v1/admin/adjustments", body, key, response)
-
-    @rule(target=bets, player=st.integers(0, 1), minor=AMOUNTS)
-    def bet(self, player: int, minor: int) -> dict[str, Any]:
-        player_id = self.players[player]
-        body = factories.bet_body(player_id, eur(minor))
-        response = self.post("provider", "/v1/wallet/bet", body)
-        cash, bonus = self.cash[player_id], self.bonus[player_id]
-        if cash + bonus < minor:
-            assert response.json()["error"]["code"] == "insufficient_funds"
-            return {"body": body, "status": "REFUSED"}
-        assert response.status_code == 200, response.text
-        from_cash = min(cash, minor)
-        self.cash[player_id] -= from_cash
-        self.bonus[player_id] -= minor - from_cash
-        return {
-            "body": body,
-            "status": "OPEN",
-            "stake": minor,
-            "cash": from_cash,
-            "bonus": minor - from_cash,
-            "player": player_id,
-        }
-
-    @rule(bet=bets, choice=st.sampled_from(["lose", "push", "win"]), won=AMOUNTS)
-    def settle(self, bet: dict[str, Any], choice: str, won: int) -> None:
-        if bet["status"] in ("REFUSED", "TOMBSTONE"):  # never placed
-            response = self.post(
-                "provider", "/v1/wallet/win", factories.win_body(bet["body"], "1.00")
-            )
-            assert response.json()["error"]["code"] == "unknown_bet"
+        response = self.send("operator", "/v1/admin/adjustments", body)
+        book = self.cash if source == "cash" else self.bonus
+        if not credit and book[player] < minor:
+            refused(response, 409, "insufficient_funds")
             return
-        payout = {"lose": 0, "push": bet["stake"], "win": won}[choice]
-        response = self.post(
-            "provider", "/v1/wallet/win", factories.win_body(bet["body"], eur(payout))
+        assert response.status_code == 200, response.text
+        book[player] += minor if credit else -minor
+        self.adjusted[source] += minor if credit else -minor
+        self.movements += 1
+        self.check_wallet(response.json(), player)
+
+    def _place(self, bet: BetRecord) -> None:
+        """Deliver a bet the wallet has not accepted yet (first delivery or a retry)."""
+        response = self.send("provider", "/v1/wallet/bet", bet.body)
+        player, stake = bet.player, bet.stake
+        round_ = self.rounds.get(bet.body["round_id"])
+        if bet.tombstoned:
+            refused(response, 409, "bet_rolled_back")
+            return
+        if round_ is not None and round_.closed:
+            refused(response, 409, "round_closed")
+            return
+        if self.cash[player] + self.bonus[player] < stake:
+            refused(response, 409, "insufficient_funds")
+            return
+        assert response.status_code == 200, response.text
+        bet.cash = min(self.cash[player], stake)
+        bet.bonus = stake - bet.cash
+        bet.status = "OPEN"
+        self.cash[player] -= bet.cash
+        self.bonus[player] -= bet.bonus
+        self.revenue += stake
+        self.movements += 1
+        self.rounds.setdefault(bet.body["round_id"], RoundState(player))
+        got = response.json()
+        assert (got["bet_status"], got["tombstone"]) == ("OPEN", False)
+        assert got["ledger_transaction_id"] is not None
+        self.check_wallet(got, player)
+        self.done[bet.body["transaction_uuid"]] = Done(
+            "/v1/wallet/bet", bet.body, bet, got["ledger_transaction_id"]
         )
-        if bet["status"] != "OPEN":
-            assert response.json()["error"]["code"] == "bet_already_settled"
+
+    def _settle(self, bet: BetRecord, payout: int, *, close: bool) -> None:
+        body = factories.win_body(bet.body, eur(payout), round_closed=close)
+        response = self.send("provider", "/v1/wallet/win", body)
+        if bet.status not in PLACED:
+            refused(response, 404, "unknown_bet")
+            return
+        if bet.status != "OPEN":
+            refused(response, 409, "bet_already_settled")
             return
         assert response.status_code == 200, response.text
-        to_bonus = payout * bet["bonus"] // bet["stake"]  # the bonus share, rounded down
-        self.cash[bet["player"]] += payout - to_bonus
-        self.bonus[bet["player"]] += to_bonus
-        bet["status"] = "LOSE" if payout == 0 else "PUSH" if payout == bet["stake"] else "WIN"
-        assert response.json()["bet_status"] == bet["status"]
+        to_bonus = payout * bet.bonus // bet.stake  # the bonus share, rounded down
+        self.cash[bet.player] += payout - to_bonus
+        self.bonus[bet.player] += to_bonus
+        self.revenue -= payout
+        self.movements += 1 if payout else 0
+        bet.status = "LOSE" if payout == 0 else "PUSH" if payout == bet.stake else "WIN"
+        if close:
+            self.rounds[bet.body["round_id"]].closed = True
+        got = response.json()
+        assert (got["bet_status"], got["tombstone"]) == (bet.status, False)
+        assert (got["ledger_transaction_id"] is None) == (payout == 0)
+        self.check_wallet(got, bet.player)
+        self.done[body["transaction_uuid"]] = Done(
+            "/v1/wallet/win", body, bet, got["ledger_transaction_id"]
+        )
+
+    def _rollback(self, bet: BetRecord) -> None:
+        body = factories.rollback_body(bet.body)
+        response = self.send("provider", "/v1/wallet/rollback", body)
+        if bet.status == "VOID":
+            refused(response, 409, "bet_already_rolled_back")
+            return
+        if bet.status in PLACED and bet.status != "OPEN":
+            refused(response, 409, "rollback_after_settle")
+            return
+        assert response.status_code == 200, response.text
+        got = response.json()
+        if bet.status == "NOT_PLACED":  # unknown: a tombstone, nothing moves
+            assert (got["tombstone"], got["bet_status"]) == (True, "VOID")
+            assert got["ledger_transaction_id"] is None
+            bet.tombstoned = True
+        else:
+            self.cash[bet.player] += bet.cash
+            self.bonus[bet.player] += bet.bonus
+            self.revenue -= bet.stake
+            self.movements += 1
+            bet.status = "VOID"
+            assert (got["tombstone"], got["bet_status"]) == (False, "VOID")
+            assert got["ledger_transaction_id"] is not None
+        self.check_wallet(got, bet.player)
+        self.done[body["transaction_uuid"]] = Done(
+            "/v1/wallet/rollback", body, bet, got["ledger_transaction_id"], got["tombstone"]
+        )
+
+    def _expect_seen(self, response: httpx.Response, done: Done) -> None:
+        """A transaction_uuid seen before answers its outcome again and moves nothing."""
+        assert response.status_code == 200, response.text
+        got = response.json()
+        assert got["transaction_uuid"] == done.body["transaction_uuid"]
+        assert got["ledger_transaction_id"] == done.ledger_transaction_id
+        assert got["tombstone"] is done.tombstone
+        assert got["bet_status"] == ("VOID" if done.tombstone else done.bet.status)
+        self.check_wallet(got, done.bet.player)
+
+    # -- rules --------------------------------------------------------------------------
+
+    @initialize(funds=st.lists(st.tuples(FUNDS, FUNDS), min_size=2, max_size=3))
+    def open_wallets(self, funds: list[tuple[int, int]]) -> None:
+        for cash, bonus in funds:
+            response = self.send(
+                "operator", "/v1/admin/players", {"currency": "EUR", "jurisdiction": "MT"}
+            )
+            assert response.status_code == 200, response.text
+            player = uuid.UUID(response.json()["player_id"])
+            self.players.append(player)
+            self.cash[player] = self.bonus[player] = 0
+            for source, minor in (("cash", cash), ("bonus", bonus)):
+                if minor:
+                    self._adjust(player, minor, source, credit=True)
+
+    @rule(player=PLAYER, minor=AMOUNTS, source=st.sampled_from(SOURCES), credit=st.booleans())
+    def adjust(self, player: int, minor: int, source: str, credit: bool) -> None:
+        self._adjust(self.player(player), minor, source, credit=credit)
+
+    @rule(target=bets, player=PLAYER, minor=AMOUNTS)
+    def bet(self, player: int, minor: int) -> BetRecord:
+        player_id = self.player(player)
+        bet = BetRecord(factories.bet_body(player_id, eur(minor)), player_id, minor)
+        self._place(bet)
+        return bet
+
+    @rule(target=bets, prior=bets, minor=AMOUNTS)
+    def bet_in_the_same_round(self, prior: BetRecord, minor: int) -> BetRecord:
+        body = factories.bet_body(prior.player, eur(minor), round_id=prior.body["round_id"])
+        bet = BetRecord(body, prior.player, minor)
+        self._place(bet)
+        return bet
+
+    @rule(
+        bet=bets,
+        outcome=st.sampled_from(["lose", "push", "win"]),
+        won=AMOUNTS,
+        close=st.booleans(),
+    )
+    def settle(self, bet: BetRecord, outcome: str, won: int, close: bool) -> None:
+        self._settle(bet, {"lose": 0, "push": bet.stake, "win": won}[outcome], close=close)
 
     @rule(bet=bets)
-    def rollback(self, bet: dict[str, Any]) -> None:
-        response = self.post(
-            "provider", "/v1/wallet/rollback", factories.rollback_body(bet["body"])
-        )
-        if bet["status"] == "REFUSED":  # never placed: a tombstone, nothing moves
-            assert response.json()["tombstone"] is True
-            bet["status"] = "TOMBSTONE"
-        elif bet["status"] == "OPEN":
-            assert response.status_code == 200, response.text
-            self.cash[bet["player"]] += bet["cash"]
-            self.bonus[bet["player"]] += bet["bonus"]
-            bet["status"] = "VOID"
-        elif bet["status"] == "VOID":
-            assert response.json()["error"]["code"] == "bet_already_rolled_back"
-        elif bet["status"] == "TOMBSTONE":
-            assert response.status_code == 200  # a second tombstone changes nothing
-        else:
-            assert response.json()["error"]["code"] == "rollback_after_settle"
+    def rollback(self, bet: BetRecord) -> None:
+        self._rollback(bet)
 
-    @rule(previous=sent)
-    def redeliver_same_key(self, previous: tuple[Any, ...]) -> None:
-        client, path, body, key, first = previous
-        before = self.snapshot()
-        again = self.post(client, path, body, key)
-        assert (again.status_code, again.content) == (first.status_code, first.content)
-        assert again.headers["Idempotent-Replayed"] == "true"
-        assert self.snapshot() == before
+    @rule(target=bets, player=PLAYER, minor=AMOUNTS)
+    def rollback_an_unknown_bet(self, player: int, minor: int) -> BetRecord:
+        player_id = self.player(player)
+        bet = BetRecord(factories.bet_body(player_id, eur(minor)), player_id, minor)
+        before = self.state()
+        self._rollback(bet)  # the bet itself may arrive later: `deliver_bet_again`
+        assert self.state()["balances"] == before["balances"]
+        return bet
 
-    @rule(previous=sent)
-    def reuse_key_for_another_body(self, previous: tuple[Any, ...]) -> None:
-        client, path, body, key, _ = previous
-        before = self.snapshot()
-        other = self.post(client, path, body | {"reason": "something else"}, key)
-        assert (other.status_code, other.json()["error"]["code"]) == (
-            422,
-            "idempotency_key_reused",
-        )
-        assert self.snapshot() == before
-
-    @rule(bet=consumes(bets))
-    def redeliver_bet_under_new_key(self, bet: dict[str, Any]) -> None:
-        if bet["status"] in ("REFUSED", "TOMBSTONE"):
+    @rule(bet=bets, new_request_uuid=st.booleans())
+    def deliver_bet_again(self, bet: BetRecord, new_request_uuid: bool) -> None:
+        """The same bet (same transaction_uuid) under a new Idempotency-Key."""
+        done = self.done.get(bet.body["transaction_uuid"])
+        if done is None:  # never accepted: nothing was remembered, so this is a new attempt
+            self._place(bet)
             return
-        before = self.snapshot()
-        again = self.post("provider", "/v1/wallet/bet", bet["body"])
-        assert again.status_code == 200, again.text
-        assert self.snapshot() == before
+        body = done.body | ({"request_uuid": str(uuid.uuid4())} if new_request_uuid else {})
+        before = self.state()
+        self._expect_seen(self.send("provider", done.path, body), done)
+        assert self.state() == before
+
+    @precondition(lambda self: self.done)
+    @rule(data=st.data())
+    def deliver_action_again(self, data: st.DataObject) -> None:
+        """Any accepted bet, win or rollback again, by its transaction_uuid, with a new key."""
+        done = data.draw(st.sampled_from(list(self.done.values())), label="action")
+        before = self.state()
+        self._expect_seen(self.send("provider", done.path, done.body), done)
+        assert self.state() == before
+
+    @precondition(lambda self: self.done)
+    @rule(data=st.data(), change=st.sampled_from(["content", "kind"]))
+    def reuse_a_transaction_uuid(self, data: st.DataObject, change: str) -> None:
+        """A transaction_uuid already used, with other content or for another action: 409."""
+        done = data.draw(st.sampled_from(list(self.done.values())), label="action")
+        txn = {"transaction_uuid": done.body["transaction_uuid"]}
+        bet = done.bet.body
+        if change == "kind":
+            path = data.draw(st.sampled_from([p for p in WALLET_PATHS if p != done.path]))
+        else:
+            path = done.path
+        if path == "/v1/wallet/bet":
+            amount = eur(done.bet.stake + 1) if change == "content" else eur(done.bet.stake)
+            body = factories.bet_body(done.bet.player, amount, **txn)
+        elif path == "/v1/wallet/win":
+            paid = int(done.body.get("amount", "0.00").replace(".", ""))
+            body = factories.win_body(bet, eur(paid + 1), **txn)
+        else:
+            body = factories.rollback_body(bet, bet_id=f"b-{uuid.uuid4().hex[:12]}", **txn)
+        before = self.state()
+        refused(self.send("provider", path, body), 409, "transaction_uuid_reused")
+        assert self.state() == before
+
+    @precondition(lambda self: self.sent)
+    @rule(data=st.data())
+    def replay_with_the_same_key(self, data: st.DataObject) -> None:
+        """Same key, same body: the first answer byte for byte, and nothing changes."""
+        first = data.draw(st.sampled_from(self.sent), label="request")
+        before = self.state()
+        again = self.send(first.client, first.path, first.body, first.key, remember=False)
+        assert (again.status_code, again.content) == (first.status, first.content)
+        assert again.headers.get("Idempotent-Replayed") == "true"
+        assert self.state() == before
+
+    @precondition(lambda self: self.sent)
+    @rule(data=st.data())
+    def reuse_a_key_for_another_body(self, data: st.DataObject) -> None:
+        first = data.draw(st.sampled_from(self.sent), label="request")
+        if first.path == "/v1/admin/adjustments":
+            other = first.body | {"reason": "something else"}
+        elif first.path == "/v1/admin/players":
+            other = first.body | {"jurisdiction": "IE"}
+        else:
+            other = first.body | {"request_uuid": str(uuid.uuid4())}
+        before = self.state()
+        response = self.send(first.client, first.path, other, first.key, remember=False)
+        refused(response, 422, "idempotency_key_reused")
+        assert "Idempotent-Replayed" not in response.headers
+        assert self.state() == before
+
+    @rule(player=PLAYER)
+    def ask_the_balance(self, player: int) -> None:
+        player_id = self.player(player)
+        body = {"request_uuid": str(uuid.uuid4()), "player_id": str(player_id)}
+        response = call(self.api.provider.post("/v1/wallet/balance", body))
+        assert response.status_code == 200, response.text
+        self.check_wallet(response.json(), player_id)
+
+    @precondition(lambda self: self.history)
+    @rule(data=st.data())
+    def balances_at_an_earlier_instant(self, data: st.DataObject) -> None:
+        """Each touched account at an earlier step's instant, from postings, as the model had it."""
+        index = data.draw(st.integers(0, len(self.history) - 1), label="step")
+        at, expected = self.history[index]
+        actual, shared = call(self._balances_at(at))
+        assert actual == expected.balances
+        assert shared == expected.shared_delta
+        assert sum(actual.values()) + sum(shared.values()) == 0  # conserved then too
+        code = data.draw(st.sampled_from(sorted(expected.balances)), label="account")
+        path = f"/v1/admin/accounts/{code}/balance?at={rfc3339(at)}"
+        response = call(self.api.operator.get(path))
+        if response.status_code == 404:  # the revenue account opens on the first bet
+            assert code == self.revenue_code
+            assert expected.balances[code] == 0
+        else:
+            assert response.status_code == 200, response.text
+            assert response.json()["balance"] == eur(expected.balances[code])
 
     # -- invariants ---------------------------------------------------------------------
 
-    def snapshot(self) -> dict[str, int]:
-        return call(self._balances())
-
-    async def _balances(self) -> dict[str, int]:
-        """Current balance of every account of this example, checked against its postings."""
-        async with self.uows() as uow:
-            codes = [f"player:{p}:{s}" for p in self.players for s in ("cash", "bonus")]
-            codes.append(ledger.house_account_code("game_revenue", "EUR", self.api.provider_code))
-            rows = (
-                await uow.session.execute(
-                    sa.select(
-                        Account.id,
-                        Account.code,
-                        sa.select(sa.func.coalesce(sa.func.sum(Balance.balance), 0))
-                        .where(Balance.account_id == Account.id)
-                        .scalar_subquery(),
-                        sa.select(sa.func.coalesce(sa.func.sum(Posting.amount), 0))
-                        .where(Posting.account_id == Account.id, Posting.posted_at <= uow.now)
-                        .scalar_subquery(),
-                    ).where(Account.code.in_(codes))
-                )
-            ).all()
-            for account_id, code, current, from_postings in rows:
-                assert current == from_postings, code  # the trigger-kept balance is the postings'
-                assert await ledger.balance_at(uow, account_id, uow.now) == current, code
-        return dict.fromkeys(codes, 0) | {code: int(current) for _, code, current, _ in rows}
-
     @invariant()
-    def books_agree(self) -> None:
-        balances = self.snapshot()
-        for player_id in self.players:
-            assert balances[f"player:{player_id}:cash"] == self.cash[player_id]
-            assert balances[f"player:{player_id}:bonus"] == self.bonus[player_id]
-            assert self.cash[player_id] >= 0
-            assert self.bonus[player_id] >= 0
-        # conserved: what players and the game hold is exactly what adjustments let in
-        assert sum(balances.values()) == self.net_adjusted
+    def the_books_agree(self) -> None:
+        at = self.clock.last  # after every posting so far, before any later one
+        expected = self.expected()
+        current, shared = call(self._check_database(expected))
+        assert current == expected.balances
+        assert shared == expected.shared_delta
+        assert all(current[c] >= 0 for c in current if c.startswith("player:"))
+        # Conserved: every transaction sums to zero, so everything it touched sums to zero too.
+        assert sum(current.values()) + sum(shared.values()) == 0
+        for player in self.players:
+            response = call(self.api.operator.get(f"/v1/admin/players/{player}/wallet"))
+            assert response.status_code == 200, response.text
+            self.check_wallet(response.json(), player)
+        self.history.append((at, expected))
 
-    @invariant()
-    def every_transaction_balances(self) -> None:
-        call(self._unbalanced_transactions())
+    async def _accounts(self, uow: UnitOfWork) -> dict[str, int]:
+        codes = [*self.expected().balances, *SHARED_HOUSE.values()]
+        rows = await uow.session.execute(
+            sa.select(Account.code, Account.id).where(Account.code.in_(codes))
+        )
+        return dict(rows.all())
 
-    async def _unbalanced_transactions(self) -> None:
+    async def _shared_balances(self) -> dict[str, int]:
         async with self.uows() as uow:
-            touched = sa.select(Posting.transaction_id).where(Posting.player_id.in_(self.players))
-            unbalanced = (
-                await uow.session.execute(
-                    sa.select(Posting.transaction_id, Posting.currency)
-                    .where(Posting.transaction_id.in_(touched))
-                    .group_by(Posting.transaction_id, Posting.currency)
-                    .having(sa.func.sum(Posting.amount) != 0)
+            ids = await self._accounts(uow)
+            return {
+                code: await ledger.balance(uow, ids[code]) if code in ids else 0
+                for code in SHARED_HOUSE.values()
+            }
+
+    async def _check_database(self, expected: Expected) -> tuple[dict[str, int], dict[str, int]]:
+        """Current balances; on the way, every touched account's history and transaction."""
+        async with self.uows() as uow:
+            now = uow.now
+            ids = await self._accounts(uow)
+            posted = dict(
+                (
+                    await uow.session.execute(
+                        sa.select(Posting.account_id, sa.func.sum(Posting.amount))
+                        .where(Posting.account_id.in_(ids.values()), Posting.posted_at <= now)
+                        .group_by(Posting.account_id)
+                    )
+                ).all()
+            )
+            stored = dict(
+                (
+                    await uow.session.execute(
+                        sa.select(Balance.account_id, sa.func.sum(Balance.balance))
+                        .where(Balance.account_id.in_(ids.values()))
+                        .group_by(Balance.account_id)
+                    )
+                ).all()
+            )
+            balances: dict[str, int] = {}
+            for code, account_id in ids.items():
+                current = await ledger.balance(uow, account_id)
+                assert current == stored[account_id], code
+                assert current == posted.get(account_id, 0), code  # nothing posted after now
+                assert await ledger.balance_at(uow, account_id, now) == current, code
+                balances[code] = current
+            await self._check_transactions(uow)
+        current = {code: balances.get(code, 0) for code in expected.balances}
+        shared = {
+            code: balances.get(code, 0) - self.baseline[code] for code in SHARED_HOUSE.values()
+        }
+        return current, shared
+
+    async def _check_transactions(self, uow: UnitOfWork) -> None:
+        """Each transaction of the example: at least two postings, zero per currency."""
+        mine = LedgerTransaction.player_id.in_(self.players)
+        legs = (
+            await uow.session.execute(
+                sa.select(
+                    LedgerTransaction.id,
+                    Posting.currency,
+                    sa.func.count(Posting.id),
+                    sa.func.coalesce(sa.func.sum(Posting.amount), 0),
                 )
-            ).all()
-            assert unbalanced == []
+                .select_from(LedgerTransaction)
+                .outerjoin(Posting, Posting.transaction_id == LedgerTransaction.id)
+                .where(mine)
+                .group_by(LedgerTransaction.id, Posting.currency)
+            )
+        ).all()
+        assert [leg for leg in legs if leg[2] < 2 or leg[3] != 0] == []
+        assert len({leg[0] for leg in legs}) == self.movements  # no effect twice, none lost
+        stray = await uow.session.scalar(  # postings on player accounts outside those ids
+            sa.select(sa.func.count())
+            .select_from(Posting)
+            .join(LedgerTransaction, LedgerTransaction.id == Posting.transaction_id)
+            .where(Posting.player_id.in_(self.players), sa.not_(mine))
+        )
+        assert stray == 0
+
+    async def _balances_at(self, at: datetime) -> tuple[dict[str, int], dict[str, int]]:
+        async with self.uows() as uow:
+            ids = await self._accounts(uow)
+
+            async def balance_at(code: str, when: datetime) -> int:
+                return await ledger.balance_at(uow, ids[code], when) if code in ids else 0
+
+            actual = {code: await balance_at(code, at) for code in self.expected().balances}
+            shared = {
+                code: await balance_at(code, at) - await balance_at(code, self.start)
+                for code in SHARED_HOUSE.values()
+            }
+        return actual, shared
+
+    def state(self) -> dict[str, Any]:
+        """Everything a replay must leave alone."""
+        return call(self._state())
+
+    async def _state(self) -> dict[str, Any]:
+        async with self.uows() as uow:
+            ids = await self._accounts(uow)
+            balances = {code: await ledger.balance(uow, i) for code, i in ids.items()}
+            counts = (
+                await uow.session.execute(
+                    sa.text(
+                        "SELECT"
+                        " (SELECT count(*) FROM ledger_transactions"
+                        "  WHERE player_id = ANY(:players)),"
+                        " (SELECT count(*) FROM postings WHERE account_id = ANY(:accounts)),"
+                        " (SELECT count(*) FROM journal_events WHERE player_id = ANY(:players)),"
+                        " (SELECT count(*) FROM wallet_transactions WHERE provider_code = :p),"
+                        " (SELECT count(*) FROM bet_tombstones WHERE provider_code = :p),"
+                        " (SELECT string_agg(status, ',' ORDER BY id) FROM rounds"
+                        "  WHERE provider_code = :p),"
+                        " (SELECT string_agg(status || ' ' || coalesce(payout, -1), ','"
+                        "  ORDER BY id) FROM bets WHERE provider_code = :p)"
+                    ),
+                    {
+                        "players": self.players,
+                        "accounts": list(ids.values()),
+                        "p": self.api.provider_code,
+                    },
+                )
+            ).one()
+        return {"balances": balances, "counts": tuple(counts)}
 
     def teardown(self) -> None:
         call(self.api.http.aclose())
 
 
 async def test_random_operation_sequences_keep_the_books(
-    uows: UnitOfWorkFactory, settings: Settings
+    app_engine: AsyncEngine, settings: Settings
 ) -> None:
-    Books.uows, Books.app_settings = uows, settings
-    Books.loop = asyncio.get_running_loop()
+    Bridge.loop = asyncio.get_running_loop()
+    Bridge.engine, Bridge.settings, Bridge.clock = app_engine, settings, TickingClock()
+    # Hypothesis is synchronous: it runs in a worker thread while this loop serves its calls.
     await asyncio.to_thread(
         run_state_machine_as_test,
         Books,
         settings=hypothesis.settings(
-            max_examples=15,
-            stateful_step_count=20,
+            max_examples=30,
+            stateful_step_count=30,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
         ),
