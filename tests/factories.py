@@ -5,8 +5,8 @@ from typing import Any
 
 from core import players, wallets
 from core.money import parse_amount
-from core.uow import UnitOfWork
-from tests.conftest import CTX
+from core.uow import UnitOfWork, UnitOfWorkFactory
+from tests.conftest import CTX, Api
 
 
 async def player(
@@ -71,3 +71,26 @@ def rollback_body(bet: dict[str, Any], **overrides: Any) -> dict[str, Any]:
         "bet_id": bet["bet_id"],
     }
     return body | overrides
+
+
+async def committed_player(
+    uows: UnitOfWorkFactory, *, cash: str = "0", bonus: str = "0", currency: str = "EUR"
+) -> uuid.UUID:
+    """A player funded in a unit of work of its own (committed, or savepoint-released)."""
+    async with uows() as uow:
+        player_id = await player(uow, cash=cash, bonus=bonus, currency=currency)
+        await uow.commit()
+    return player_id
+
+
+async def wallet(api: Api, player_id: uuid.UUID) -> dict[str, Any]:
+    """The wallet as the provider sees it through POST /v1/wallet/balance."""
+    response = await api.provider.post(
+        "/v1/wallet/balance", {"request_uuid": str(uuid.uuid4()), "player_id": str(player_id)}
+    )
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+async def balance(api: Api, player_id: uuid.UUID) -> str:
+    return str((await wallet(api, player_id))["balance"])

@@ -19,10 +19,7 @@ PATH = "/v1/wallet/bet"
 
 @pytest.fixture
 async def player(uows: UnitOfWorkFactory) -> uuid.UUID:
-    async with uows() as uow:
-        player_id = await factories.player(uow, cash="100.00")
-        await uow.commit()
-    return player_id
+    return await factories.committed_player(uows, cash="100.00")
 
 
 def signed(
@@ -45,13 +42,6 @@ def signed(
     ) | {"Content-Type": "application/json", "Idempotency-Key": str(uuid.uuid4())}
 
 
-async def balance(api: Api, player_id: uuid.UUID) -> str:
-    response = await api.provider.post(
-        "/v1/wallet/balance", {"request_uuid": str(uuid.uuid4()), "player_id": str(player_id)}
-    )
-    return str(response.json()["balance"])
-
-
 def bet(player_id: uuid.UUID) -> bytes:
     return json.dumps(factories.bet_body(player_id)).encode()
 
@@ -70,14 +60,14 @@ async def test_each_signature_header_is_required(api: Api, player: uuid.UUID, he
         "message": f"the {header} header is required",
         "details": {"header": header},
     }
-    assert await balance(api, player) == "100.00"
+    assert await factories.balance(api, player) == "100.00"
 
 
 async def test_a_wrong_secret_is_refused(api: Api, player: uuid.UUID) -> None:
     body = bet(player)
     response = await api.http.post(PATH, content=body, headers=signed(api, body, secret="guess"))
     assert (response.status_code, response.json()["error"]["code"]) == (401, "bad_signature")
-    assert await balance(api, player) == "100.00"
+    assert await factories.balance(api, player) == "100.00"
 
 
 async def test_a_body_changed_after_signing_is_refused(api: Api, player: uuid.UUID) -> None:
@@ -86,7 +76,7 @@ async def test_a_body_changed_after_signing_is_refused(api: Api, player: uuid.UU
     tampered = body.replace(b'"10.00"', b'"99.00"')
     response = await api.http.post(PATH, content=tampered, headers=headers)
     assert (response.status_code, response.json()["error"]["code"]) == (401, "bad_signature")
-    assert await balance(api, player) == "100.00"
+    assert await factories.balance(api, player) == "100.00"
 
 
 async def test_a_signature_for_another_path_is_refused(api: Api, player: uuid.UUID) -> None:
@@ -122,7 +112,7 @@ async def test_the_timestamp_window_is_300_seconds_both_ways(
             401,
             "timestamp_out_of_window",
         )
-        assert await balance(api, player) == "100.00"
+        assert await factories.balance(api, player) == "100.00"
 
 
 @pytest.mark.parametrize("nonce", ["short", "has space in it!!", "x" * 65])
@@ -141,7 +131,7 @@ async def test_a_replayed_request_is_refused_and_changes_nothing(
     assert first.status_code == 200
     replay = await api.http.post(PATH, content=body, headers=headers)
     assert (replay.status_code, replay.json()["error"]["code"]) == (401, "nonce_reused")
-    assert await balance(api, player) == "90.00"
+    assert await factories.balance(api, player) == "90.00"
 
 
 async def test_nonces_are_remembered_across_a_restart(
@@ -156,7 +146,7 @@ async def test_nonces_are_remembered_across_a_restart(
     ) as http:
         replay = await http.post(PATH, content=body, headers=headers)
     assert (replay.status_code, replay.json()["error"]["code"]) == (401, "nonce_reused")
-    assert await balance(api, player) == "90.00"
+    assert await factories.balance(api, player) == "90.00"
 
 
 async def test_roles_keep_to_their_own_api(api: Api, player: uuid.UUID) -> None:
@@ -172,4 +162,4 @@ async def test_roles_keep_to_their_own_api(api: Api, player: uuid.UUID) -> None:
     assert (as_provider.status_code, as_provider.json()["error"]["code"]) == (403, "forbidden")
     as_operator = await api.operator.post("/v1/wallet/bet", factories.bet_body(player))
     assert (as_operator.status_code, as_operator.json()["error"]["code"]) == (403, "forbidden")
-    assert await balance(api, player) == "100.00"
+    assert await factories.balance(api, player) == "100.00"

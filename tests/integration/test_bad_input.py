@@ -14,17 +14,7 @@ from tests.conftest import Api
 
 @pytest.fixture
 async def player(uows: UnitOfWorkFactory) -> uuid.UUID:
-    async with uows() as uow:
-        player_id = await factories.player(uow, cash="100.00")
-        await uow.commit()
-    return player_id
-
-
-async def balance(api: Api, player_id: uuid.UUID) -> str:
-    response = await api.provider.post(
-        "/v1/wallet/balance", {"request_uuid": str(uuid.uuid4()), "player_id": str(player_id)}
-    )
-    return str(response.json()["balance"])
+    return await factories.committed_player(uows, cash="100.00")
 
 
 async def send_raw(api: Api, path: str, body: bytes, **extra: str) -> Any:
@@ -76,7 +66,7 @@ async def test_a_bad_bet_is_refused_and_moves_nothing(
     response = await api.provider.post("/v1/wallet/bet", body)
     assert response.status_code == status, response.text
     assert response.json()["error"]["code"] == code
-    assert await balance(api, player) == "100.00"
+    assert await factories.balance(api, player) == "100.00"
     # the bet id was not consumed: the corrected bet goes through
     bet_id = body["bet_id"] if "bet_id" not in change else "b-corrected"
     fixed = await api.provider.post(
@@ -106,7 +96,7 @@ async def test_a_missing_field_is_named(api: Api, player: uuid.UUID, missing: st
     error = response.json()["error"]
     assert error["code"] == "invalid_request"
     assert [p["field"] for p in error["details"]["problems"]] == [missing]
-    assert await balance(api, player) == "100.00"
+    assert await factories.balance(api, player) == "100.00"
 
 
 async def test_a_jpy_amount_with_decimals_is_refused(api: Api, uows: UnitOfWorkFactory) -> None:
@@ -128,7 +118,7 @@ async def test_malformed_json_is_a_400_or_422(api: Api, player: uuid.UUID, body:
     response = await send_raw(api, "/v1/wallet/bet", body)
     assert response.status_code in {400, 422}, response.text
     assert response.json()["error"]["code"] in {"malformed_json", "invalid_request"}
-    assert await balance(api, player) == "100.00"
+    assert await factories.balance(api, player) == "100.00"
 
 
 async def test_syntactically_broken_json_says_so(api: Api) -> None:
@@ -140,7 +130,7 @@ async def test_an_oversized_body_is_refused_before_it_is_read(api: Api, player: 
     body = json.dumps(factories.bet_body(player) | {"pad": "x" * 70_000}).encode()
     response = await send_raw(api, "/v1/wallet/bet", body)
     assert (response.status_code, response.json()["error"]["code"]) == (413, "body_too_large")
-    assert await balance(api, player) == "100.00"
+    assert await factories.balance(api, player) == "100.00"
 
 
 async def test_a_mutating_call_needs_an_idempotency_key(api: Api, player: uuid.UUID) -> None:
@@ -157,7 +147,7 @@ async def test_a_mutating_call_needs_an_idempotency_key(api: Api, player: uuid.U
         400,
         "idempotency_key_missing",
     )
-    assert await balance(api, player) == "100.00"
+    assert await factories.balance(api, player) == "100.00"
 
 
 async def test_a_win_for_a_bet_of_another_round_is_refused(api: Api, player: uuid.UUID) -> None:
@@ -167,7 +157,7 @@ async def test_a_win_for_a_bet_of_another_round_is_refused(api: Api, player: uui
         "/v1/wallet/win", factories.win_body(bet, "5.00", round_id="another-round")
     )
     assert (response.status_code, response.json()["error"]["code"]) == (409, "bet_mismatch")
-    assert await balance(api, player) == "90.00"
+    assert await factories.balance(api, player) == "90.00"
 
 
 async def test_an_unknown_route_and_method_answer_in_the_error_format(api: Api) -> None:
@@ -202,7 +192,7 @@ async def test_bad_adjustments_are_refused(
     response = await api.operator.post("/v1/admin/adjustments", body)
     assert 400 <= response.status_code < 500
     assert response.json()["error"]["code"] == code
-    assert await balance(api, player) == "100.00"
+    assert await factories.balance(api, player) == "100.00"
 
 
 @pytest.mark.parametrize(

@@ -18,24 +18,10 @@ from tests.conftest import Api
 pytestmark = pytest.mark.commits
 
 
-async def funded(uows: UnitOfWorkFactory, cash: str) -> uuid.UUID:
-    async with uows() as uow:
-        player_id = await factories.player(uow, cash=cash)
-        await uow.commit()
-    return player_id
-
-
-async def wallet_balance(api: Api, player_id: uuid.UUID) -> str:
-    response = await api.provider.post(
-        "/v1/wallet/balance", {"request_uuid": str(uuid.uuid4()), "player_id": str(player_id)}
-    )
-    return str(response.json()["balance"])
-
-
 async def test_100_concurrent_stakes_against_370(
     committed_api: Api, committed_uows: UnitOfWorkFactory
 ) -> None:
-    player_id = await funded(committed_uows, "370.00")
+    player_id = await factories.committed_player(committed_uows, cash="370.00")
     responses = await asyncio.gather(
         *(
             committed_api.provider.post("/v1/wallet/bet", factories.bet_body(player_id, "10.00"))
@@ -44,7 +30,7 @@ async def test_100_concurrent_stakes_against_370(
     )
     outcomes = Counter((r.status_code, r.json().get("error", {}).get("code")) for r in responses)
     assert outcomes == {(200, None): 37, (409, "insufficient_funds"): 63}
-    assert await wallet_balance(committed_api, player_id) == "0.00"
+    assert await factories.balance(committed_api, player_id) == "0.00"
     async with committed_uows() as uow:
         bets = await uow.session.scalar(
             sa.select(sa.func.count()).select_from(Bet).where(Bet.player_id == player_id)
@@ -61,7 +47,7 @@ async def test_100_concurrent_stakes_against_370(
 async def test_20_concurrent_identical_requests_have_one_effect(
     committed_api: Api, committed_uows: UnitOfWorkFactory
 ) -> None:
-    player_id = await funded(committed_uows, "100.00")
+    player_id = await factories.committed_player(committed_uows, cash="100.00")
     body = json.dumps(factories.bet_body(player_id, "10.00")).encode()
     provider = committed_api.provider
 
@@ -80,7 +66,7 @@ async def test_20_concurrent_identical_requests_have_one_effect(
     assert {status for status, _, _ in results} == {200}
     assert len({content for _, content, _ in results}) == 1
     assert sorted(replayed or "no" for _, _, replayed in results) == ["no"] + ["true"] * 19
-    assert await wallet_balance(committed_api, player_id) == "90.00"
+    assert await factories.balance(committed_api, player_id) == "90.00"
     async with committed_uows() as uow:
         count = await uow.session.scalar(
             sa.select(sa.func.count()).select_from(Bet).where(Bet.player_id == player_id)
@@ -91,7 +77,7 @@ async def test_20_concurrent_identical_requests_have_one_effect(
 async def test_opposite_directions_on_many_players_do_not_deadlock(
     committed_api: Api, committed_uows: UnitOfWorkFactory
 ) -> None:
-    players = [await funded(committed_uows, "100.00") for _ in range(20)]
+    players = [await factories.committed_player(committed_uows, cash="100.00") for _ in range(20)]
     open_bets = []
     for player_id in players:  # a standing open bet per player, to win or roll back later
         bet = factories.bet_body(player_id, "5.00")
@@ -141,7 +127,7 @@ async def test_opposite_directions_on_many_players_do_not_deadlock(
 async def test_a_refusal_stays_a_refusal_under_its_key(
     committed_api: Api, committed_uows: UnitOfWorkFactory
 ) -> None:
-    player_id = await funded(committed_uows, "5.00")
+    player_id = await factories.committed_player(committed_uows, cash="5.00")
     bet = factories.bet_body(player_id, "10.00")
     first = await committed_api.provider.post("/v1/wallet/bet", bet, idempotency_key="k-poor")
     assert first.status_code == 409
@@ -157,13 +143,16 @@ async def test_a_refusal_stays_a_refusal_under_its_key(
     again = await committed_api.provider.post("/v1/wallet/bet", bet, idempotency_key="k-poor")
     assert (again.status_code, again.json()) == (409, first.json())
     assert again.headers["Idempotent-Replayed"] == "true"
-    assert await wallet_balance(committed_api, player_id) == "105.00"
+    assert await factories.balance(committed_api, player_id) == "105.00"
 
 
 async def test_two_players_racing_for_one_round_id_get_a_clear_answer(
     committed_api: Api, committed_uows: UnitOfWorkFactory
 ) -> None:
-    first, second = await funded(committed_uows, "10.00"), await funded(committed_uows, "10.00")
+    first, second = (
+        await factories.committed_player(committed_uows, cash="10.00"),
+        await factories.committed_player(committed_uows, cash="10.00"),
+    )
     round_id = f"r-{uuid.uuid4().hex[:10]}"
     responses = await asyncio.gather(
         *(

@@ -3,7 +3,6 @@
 import uuid
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any
 
 import sqlalchemy as sa
 
@@ -15,25 +14,8 @@ from tests import factories
 from tests.conftest import CTX, Api, Clock
 
 
-async def funded(
-    uows: UnitOfWorkFactory, cash: str = "100.00", bonus: str = "0", currency: str = "EUR"
-) -> uuid.UUID:
-    async with uows() as uow:
-        player_id = await factories.player(uow, cash=cash, bonus=bonus, currency=currency)
-        await uow.commit()
-    return player_id
-
-
-async def balance(api: Api, player_id: uuid.UUID) -> dict[str, Any]:
-    response = await api.provider.post(
-        "/v1/wallet/balance", {"request_uuid": str(uuid.uuid4()), "player_id": str(player_id)}
-    )
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
 async def test_bet_then_win_pays_back_in_proportion(api: Api, uows: UnitOfWorkFactory) -> None:
-    player_id = await funded(uows, cash="6.00", bonus="4.00")
+    player_id = await factories.committed_player(uows, cash="6.00", bonus="4.00")
     bet = factories.bet_body(player_id, "10.00")
     placed = await api.provider.post("/v1/wallet/bet", bet)
     assert placed.status_code == 200, placed.text
@@ -47,15 +29,15 @@ async def test_bet_then_win_pays_back_in_proportion(api: Api, uows: UnitOfWorkFa
 
 
 async def test_a_stake_takes_cash_first_then_bonus(api: Api, uows: UnitOfWorkFactory) -> None:
-    player_id = await funded(uows, cash="6.00", bonus="10.00")
+    player_id = await factories.committed_player(uows, cash="6.00", bonus="10.00")
     placed = await api.provider.post("/v1/wallet/bet", factories.bet_body(player_id, "10.00"))
     assert (placed.json()["cash"], placed.json()["bonus"]) == ("0.00", "6.00")
-    current = await balance(api, player_id)
+    current = await factories.wallet(api, player_id)
     assert (current["balance"], current["cash"], current["bonus"]) == ("6.00", "0.00", "6.00")
 
 
 async def test_lose_push_and_round_close(api: Api, uows: UnitOfWorkFactory) -> None:
-    player_id = await funded(uows, cash="50.00")
+    player_id = await factories.committed_player(uows, cash="50.00")
     lost = factories.bet_body(player_id, "10.00")
     pushed = factories.bet_body(player_id, "5.00", round_id=lost["round_id"])
     for bet in (lost, pushed):
@@ -73,11 +55,11 @@ async def test_lose_push_and_round_close(api: Api, uows: UnitOfWorkFactory) -> N
     )
     assert late.status_code == 409
     assert late.json()["error"]["code"] == "round_closed"
-    assert (await balance(api, player_id))["balance"] == "40.00"
+    assert (await factories.wallet(api, player_id))["balance"] == "40.00"
 
 
 async def test_rollback_returns_the_stake_to_its_sources(api: Api, uows: UnitOfWorkFactory) -> None:
-    player_id = await funded(uows, cash="3.00", bonus="20.00")
+    player_id = await factories.committed_player(uows, cash="3.00", bonus="20.00")
     bet = factories.bet_body(player_id, "10.00")
     await api.provider.post("/v1/wallet/bet", bet)
     rolled = await api.provider.post("/v1/wallet/rollback", factories.rollback_body(bet))
@@ -93,7 +75,7 @@ async def test_rollback_returns_the_stake_to_its_sources(api: Api, uows: UnitOfW
 
 
 async def test_rollback_after_settle_is_refused(api: Api, uows: UnitOfWorkFactory) -> None:
-    player_id = await funded(uows)
+    player_id = await factories.committed_player(uows, cash="100.00")
     bet = factories.bet_body(player_id)
     await api.provider.post("/v1/wallet/bet", bet)
     await api.provider.post("/v1/wallet/win", factories.win_body(bet, "30.00"))
@@ -104,13 +86,13 @@ async def test_rollback_after_settle_is_refused(api: Api, uows: UnitOfWorkFactor
         "message": "the bet was settled as WIN: it cannot be rolled back",
         "details": {"bet_status": "WIN"},
     }
-    assert (await balance(api, player_id))["balance"] == "120.00"
+    assert (await factories.wallet(api, player_id))["balance"] == "120.00"
 
 
 async def test_rollback_of_an_unknown_bet_refuses_the_late_bet(
     api: Api, uows: UnitOfWorkFactory
 ) -> None:
-    player_id = await funded(uows)
+    player_id = await factories.committed_player(uows, cash="100.00")
     bet = factories.bet_body(player_id)
     tombstone = await api.provider.post("/v1/wallet/rollback", factories.rollback_body(bet))
     assert tombstone.status_code == 200
@@ -120,22 +102,22 @@ async def test_rollback_of_an_unknown_bet_refuses_the_late_bet(
     late = await api.provider.post("/v1/wallet/bet", bet)
     assert late.status_code == 409
     assert late.json()["error"]["code"] == "bet_rolled_back"
-    assert (await balance(api, player_id))["balance"] == "100.00"
+    assert (await factories.wallet(api, player_id))["balance"] == "100.00"
 
 
 async def test_a_win_for_an_unknown_bet_is_refused(api: Api, uows: UnitOfWorkFactory) -> None:
-    player_id = await funded(uows)
+    player_id = await factories.committed_player(uows, cash="100.00")
     ghost = factories.bet_body(player_id)
     refused = await api.provider.post("/v1/wallet/win", factories.win_body(ghost, "50.00"))
     assert refused.status_code == 404
     assert refused.json()["error"]["code"] == "unknown_bet"
-    assert (await balance(api, player_id))["balance"] == "100.00"
+    assert (await factories.wallet(api, player_id))["balance"] == "100.00"
 
 
 async def test_same_key_same_body_replays_the_original_answer(
     api: Api, uows: UnitOfWorkFactory
 ) -> None:
-    player_id = await funded(uows, cash="15.00")
+    player_id = await factories.committed_player(uows, cash="15.00")
     bet = factories.bet_body(player_id, "10.00")
     first = await api.provider.post("/v1/wallet/bet", bet, idempotency_key="k-1")
     second = await api.provider.post("/v1/wallet/bet", bet, idempotency_key="k-1")
@@ -143,7 +125,7 @@ async def test_same_key_same_body_replays_the_original_answer(
     assert second.json() == first.json()
     assert "Idempotent-Replayed" not in first.headers
     assert second.headers["Idempotent-Replayed"] == "true"
-    assert (await balance(api, player_id))["balance"] == "5.00"
+    assert (await factories.wallet(api, player_id))["balance"] == "5.00"
 
     other = await api.provider.post(
         "/v1/wallet/bet", {**bet, "amount": "1.00"}, idempotency_key="k-1"
@@ -153,7 +135,7 @@ async def test_same_key_same_body_replays_the_original_answer(
 
 
 async def test_a_failure_is_replayed_as_a_failure(api: Api, uows: UnitOfWorkFactory) -> None:
-    player_id = await funded(uows, cash="5.00")
+    player_id = await factories.committed_player(uows, cash="5.00")
     bet = factories.bet_body(player_id, "10.00")
     refused = await api.provider.post("/v1/wallet/bet", bet, idempotency_key="poor")
     assert refused.status_code == 409
@@ -178,11 +160,11 @@ async def test_a_failure_is_replayed_as_a_failure(api: Api, uows: UnitOfWorkFact
     replay = await api.provider.post("/v1/wallet/bet", bet, idempotency_key="poor")
     assert (replay.status_code, replay.json()) == (409, refused.json())
     assert replay.headers["Idempotent-Replayed"] == "true"
-    assert (await balance(api, player_id))["balance"] == "55.00"
+    assert (await factories.wallet(api, player_id))["balance"] == "55.00"
 
 
 async def test_business_ids_are_unique(api: Api, uows: UnitOfWorkFactory) -> None:
-    player_id = await funded(uows)
+    player_id = await factories.committed_player(uows, cash="100.00")
     bet = factories.bet_body(player_id, "10.00")
     first = await api.provider.post("/v1/wallet/bet", bet)
     # same transaction_uuid and content under a new key: the original outcome, no second debit
@@ -201,11 +183,11 @@ async def test_business_ids_are_unique(api: Api, uows: UnitOfWorkFactory) -> Non
         "/v1/wallet/bet", {**bet, "transaction_uuid": str(uuid.uuid4())}
     )
     assert (reused.status_code, reused.json()["error"]["code"]) == (409, "bet_id_reused")
-    assert (await balance(api, player_id))["balance"] == "90.00"
+    assert (await factories.wallet(api, player_id))["balance"] == "90.00"
 
 
 async def test_settle_is_idempotent(api: Api, uows: UnitOfWorkFactory) -> None:
-    player_id = await funded(uows)
+    player_id = await factories.committed_player(uows, cash="100.00")
     bet = factories.bet_body(player_id, "10.00")
     await api.provider.post("/v1/wallet/bet", bet)
     win = factories.win_body(bet, "20.00")
@@ -224,7 +206,7 @@ async def test_settle_is_idempotent(api: Api, uows: UnitOfWorkFactory) -> None:
 async def test_a_foreign_currency_stake_fixes_its_rate(
     api: Api, uows: UnitOfWorkFactory, clock: Clock
 ) -> None:
-    player_id = await funded(uows, cash="100.00")
+    player_id = await factories.committed_player(uows, cash="100.00")
     rate = {
         "base": "USD",
         "quote": "EUR",
@@ -267,7 +249,7 @@ async def test_a_foreign_currency_stake_fixes_its_rate(
 async def test_every_change_is_journaled_and_a_refusal_is_not(
     api: Api, uows: UnitOfWorkFactory
 ) -> None:
-    player_id = await funded(uows, cash="10.00")
+    player_id = await factories.committed_player(uows, cash="10.00")
     bet = factories.bet_body(player_id, "10.00", session_id="s-1", geo="MT", device="ios")
     await api.provider.post("/v1/wallet/bet", bet)
     await api.provider.post("/v1/wallet/bet", factories.bet_body(player_id, "1.00"))  # refused
@@ -299,7 +281,7 @@ async def test_every_change_is_journaled_and_a_refusal_is_not(
 
 
 async def test_balance_at_a_past_instant(api: Api, uows: UnitOfWorkFactory, clock: Clock) -> None:
-    player_id = await funded(uows, cash="100.00")
+    player_id = await factories.committed_player(uows, cash="100.00")
     before_bet = clock()
     clock.advance(minutes=5)
     await api.provider.post("/v1/wallet/bet", factories.bet_body(player_id, "30.00"))
@@ -357,7 +339,7 @@ async def test_an_adjustment_is_corrected_by_a_linked_reversal(
 
 
 async def test_a_debit_adjustment_cannot_overdraw(api: Api, uows: UnitOfWorkFactory) -> None:
-    player_id = await funded(uows, cash="5.00")
+    player_id = await factories.committed_player(uows, cash="5.00")
     debit = {
         "player_id": str(player_id),
         "amount": "5.01",
@@ -375,10 +357,13 @@ async def test_a_debit_adjustment_cannot_overdraw(api: Api, uows: UnitOfWorkFact
 async def test_a_round_id_owned_by_another_player_is_a_conflict_not_a_crash(
     api: Api, uows: UnitOfWorkFactory
 ) -> None:
-    first, second = await funded(uows), await funded(uows)
+    first, second = (
+        await factories.committed_player(uows, cash="100.00"),
+        await factories.committed_player(uows, cash="100.00"),
+    )
     bet = factories.bet_body(first)
     assert (await api.provider.post("/v1/wallet/bet", bet)).status_code == 200
     other = factories.bet_body(second, round_id=bet["round_id"])
     refused = await api.provider.post("/v1/wallet/bet", other)
     assert (refused.status_code, refused.json()["error"]["code"]) == (409, "round_mismatch")
-    assert (await balance(api, second))["balance"] == "100.00"
+    assert (await factories.wallet(api, second))["balance"] == "100.00"
