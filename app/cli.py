@@ -77,7 +77,16 @@ def serve(
         settings=settings, engine=create_app_engine(urls.app, pool_size=settings.db_pool_size)
     )
     typer.echo(f"Pitwarden on http://{settings.host}:{settings.port} (OpenAPI UI at /docs)")
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+    # uvloop and httptools (both dependencies) cut the server's CPU per request by about a
+    # quarter on this machine (docs/benchmarks.md).
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        loop="uvloop",
+        http="httptools",
+    )
 
 
 @cli.command()
