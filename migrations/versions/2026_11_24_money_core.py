@@ -355,7 +355,7 @@ def downgrade() -> None:
     op.drop_table("api_clients")
     op.execute(
         "DROP FUNCTION pw_open_balances, pw_apply_posting, pw_check_balanced,"
-        " pw_check_two_postings, pw_check_posting_txn, pw_refuse_change"
+        " pw_check_posting_txn, pw_refuse_change"
     )
 
 
@@ -388,32 +388,27 @@ END $$;
 CREATE TRIGGER postings_apply AFTER INSERT ON postings
     FOR EACH ROW EXECUTE FUNCTION pw_apply_posting();
 
--- Double entry, checked at commit: postings of a transaction sum to zero per currency.
+-- Double entry, checked once per ledger transaction at commit: at least two postings, and
+-- they sum to zero per currency. Postings cannot join a transaction later (next trigger), so
+-- checking each transaction when its database transaction commits covers every posting.
 CREATE FUNCTION pw_check_balanced() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     bad record;
-BEGIN
-    SELECT currency, sum(amount) AS total INTO bad FROM postings
-     WHERE transaction_id = NEW.transaction_id GROUP BY currency HAVING sum(amount) <> 0 LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'ledger transaction % does not balance: % % left over',
-            NEW.transaction_id, bad.total, bad.currency USING ERRCODE = 'check_violation';
-    END IF;
-    RETURN NULL;
-END $$;
-CREATE CONSTRAINT TRIGGER postings_balanced AFTER INSERT ON postings
-    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION pw_check_balanced();
-
-CREATE FUNCTION pw_check_two_postings() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF (SELECT count(*) FROM postings WHERE transaction_id = NEW.id) < 2 THEN
         RAISE EXCEPTION 'ledger transaction % has fewer than two postings', NEW.id
             USING ERRCODE = 'check_violation';
     END IF;
+    SELECT currency, sum(amount) AS total INTO bad FROM postings
+     WHERE transaction_id = NEW.id GROUP BY currency HAVING sum(amount) <> 0 LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'ledger transaction % does not balance: % % left over',
+            NEW.id, bad.total, bad.currency USING ERRCODE = 'check_violation';
+    END IF;
     RETURN NULL;
 END $$;
-CREATE CONSTRAINT TRIGGER ledger_transactions_two_postings AFTER INSERT ON ledger_transactions
-    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION pw_check_two_postings();
+CREATE CONSTRAINT TRIGGER ledger_transactions_balanced AFTER INSERT ON ledger_transactions
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION pw_check_balanced();
 
 -- A posting may only join a transaction created in the same database transaction.
 CREATE FUNCTION pw_check_posting_txn() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -448,10 +443,9 @@ ALTER TABLE {table} ENABLE ALWAYS TRIGGER {table}_no_truncate;
     )
     + """
 ALTER TABLE postings ENABLE ALWAYS TRIGGER postings_apply;
-ALTER TABLE postings ENABLE ALWAYS TRIGGER postings_balanced;
 ALTER TABLE postings ENABLE ALWAYS TRIGGER postings_same_transaction;
 ALTER TABLE accounts ENABLE ALWAYS TRIGGER accounts_open_balances;
-ALTER TABLE ledger_transactions ENABLE ALWAYS TRIGGER ledger_transactions_two_postings;
+ALTER TABLE ledger_transactions ENABLE ALWAYS TRIGGER ledger_transactions_balanced;
 """
 )
 
