@@ -13,8 +13,9 @@ from typing import Annotated
 import typer
 
 from app import demo, signing
-from app.runtime import ready_database, run_with_uow, with_uow_factory
+from app.runtime import run_with_uow, with_uow_factory
 from core import clients, fx, ledger, players
+from core.database import create_app_engine, prepare
 from core.errors import DomainError
 from core.journal import EventContext, rfc3339
 from core.money import format_minor
@@ -64,13 +65,12 @@ def serve(
     import uvicorn  # noqa: PLC0415 - only the server needs it
 
     from app.main import create_app  # noqa: PLC0415
-    from core.database import create_app_engine  # noqa: PLC0415
 
     # SIGTERM (also the one uvicorn re-raises after its graceful shutdown) exits through
     # SystemExit, so that the atexit hook stops the embedded PostgreSQL too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     settings = _settings()
-    urls, _server = ready_database(settings)
+    urls, _server = prepare(settings)
     if demo_data:
         asyncio.run(with_uow_factory(urls.app, demo.seed))
     app = create_app(
@@ -92,7 +92,7 @@ def serve(
 @cli.command()
 def migrate() -> None:
     """Apply database migrations (as the owner) and set up the application role."""
-    urls, _ = ready_database(_settings())
+    urls, _ = prepare(_settings())
     typer.echo(f"migrated {urls.owner.render_as_string(hide_password=True)}")
 
 

@@ -1,22 +1,17 @@
-"""Start-up shared by the server and the CLI: database ready, engine and unit-of-work factory."""
+"""CLI plumbing: run async work as the application role on a ready database."""
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from core.database import DatabaseUrls, create_app_engine, prepare
+from core.database import create_app_engine, prepare
 from core.settings import Settings
 from core.uow import UnitOfWorkFactory
 
 T = TypeVar("T")
-
-
-def ready_database(settings: Settings) -> tuple[DatabaseUrls, Any]:
-    """Start the embedded server if needed and migrate; returns URLs and the server handle."""
-    return prepare(settings)
 
 
 Work = Callable[[UnitOfWorkFactory], Awaitable[T]]
@@ -32,5 +27,5 @@ async def with_uow_factory(url: URL, work: Work[T]) -> T:
 
 
 def run_with_uow(settings: Settings, work: Work[T]) -> T:
-    urls, _server = ready_database(settings)
+    urls, _server = prepare(settings)
     return asyncio.run(with_uow_factory(urls.app, work))
