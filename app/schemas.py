@@ -18,7 +18,10 @@ Currency = Annotated[str, StringConstraints(pattern=CURRENCY_PATTERN), Field(exa
 Ref = Annotated[
     str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,64}$"), Field(examples=["round-7781"])
 ]
-Label = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+# Free text: no control characters (PostgreSQL text cannot even hold NUL).
+TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+Label = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=TEXT_PATTERN)]
+Tag = Annotated[str, StringConstraints(max_length=64, pattern=TEXT_PATTERN)]
 
 
 class Strict(BaseModel):
@@ -28,11 +31,11 @@ class Strict(BaseModel):
 
 
 class Telemetry(Strict):
-    session_id: Annotated[str, StringConstraints(max_length=64)] | None = None
+    session_id: Tag | None = None
     geo: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")] | None = Field(
         None, description="ISO 3166-1 alpha-2 country the player plays from"
     )
-    device: Annotated[str, StringConstraints(max_length=64)] | None = None
+    device: Tag | None = None
 
 
 _EXAMPLE_IDS = {

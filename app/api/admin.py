@@ -5,7 +5,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
 from app import schemas
@@ -83,7 +83,7 @@ async def adjust(
 async def reverse_adjustment(
     *,
     request: Request,
-    ledger_transaction_id: int,
+    ledger_transaction_id: Annotated[int, Path(ge=1, le=2**63 - 1)],  # a BIGINT id
     body: schemas.Reversal,
     uow: Uow,
     principal: Operator,
@@ -139,7 +139,7 @@ async def record_fx_rate(
 
 @router.get("/accounts/{code}/balance", response_model=schemas.AccountBalance)
 async def account_balance(
-    code: str,
+    code: Annotated[str, Path(pattern=r"^[A-Za-z0-9:_.-]{1,200}$")],
     uow: Uow,
     _: Operator,
     at: Annotated[

@@ -229,3 +229,48 @@ async def test_balance_at_needs_a_real_instant(api: Api, player: uuid.UUID, at: 
 async def test_an_unknown_account_is_a_404(api: Api) -> None:
     response = await api.operator.get("/v1/admin/accounts/player:nobody:cash/balance")
     assert (response.status_code, response.json()["error"]["code"]) == (404, "unknown_account")
+
+
+@pytest.mark.parametrize("txn", ["0", "-1", "9223372036854775808", "21008108753636990976", "x"])
+async def test_a_reversal_of_an_impossible_transaction_id_is_a_422(api: Api, txn: str) -> None:
+    response = await api.operator.post(
+        f"/v1/admin/adjustments/{txn}/reversal", {"operator": "alice", "reason": "oops"}
+    )
+    assert (response.status_code, response.json()["error"]["code"]) == (422, "invalid_request")
+
+
+@pytest.mark.parametrize("field", ["operator", "reason"])
+@pytest.mark.parametrize("text", ["nul\u0000byte", "bell\u0007", "line\nbreak"])
+async def test_control_characters_in_free_text_are_refused(
+    api: Api, player: uuid.UUID, field: str, text: str
+) -> None:
+    body = {
+        "player_id": str(player),
+        "amount": "5.00",
+        "currency": "EUR",
+        "direction": "credit",
+        "operator": "alice",
+        "reason": "goodwill",
+    } | {field: text}
+    response = await api.operator.post("/v1/admin/adjustments", body)
+    assert (response.status_code, response.json()["error"]["code"]) == (422, "invalid_request")
+    assert await factories.balance(api, player) == "100.00"
+
+
+async def test_a_nul_in_telemetry_or_an_account_code_is_refused(
+    api: Api, player: uuid.UUID
+) -> None:
+    bet = await api.provider.post(
+        "/v1/wallet/bet", factories.bet_body(player, session_id="s\u0000", device="d")
+    )
+    assert (bet.status_code, bet.json()["error"]["code"]) == (422, "invalid_request")
+    # the server checks the signature over the decoded path
+    headers = signed_headers(
+        client_id=api.operator.client_id,
+        secret=api.operator.secret,
+        method="GET",
+        path="/v1/admin/accounts/player\u0000x/balance",
+        body=b"",
+    )
+    account = await api.http.get("/v1/admin/accounts/player%00x/balance", headers=headers)
+    assert (account.status_code, account.json()["error"]["code"]) == (422, "invalid_request")
