@@ -35,7 +35,7 @@ async def send_raw(api: Api, path: str, body: bytes, **extra: str) -> Any:
 @pytest.mark.parametrize(
     ("change", "status", "code"),
     [
-        ({"currency": "XXX"}, 422, "unknown_currency"),
+        ({"currency": "ZZZ"}, 422, "unknown_currency"),
         ({"currency": "eur"}, 422, "invalid_request"),
         ({"currency": "EURO"}, 422, "invalid_request"),
         ({"currency": "USD"}, 422, "no_fx_rate"),

@@ -41,21 +41,6 @@ def error_code(response: httpx.Response) -> str | None:
     return error["code"] if error else None
 
 
-async def funded(uows: UnitOfWorkFactory, cash: str, bonus: str = "0") -> uuid.UUID:
-    async with uows() as uow:
-        player_id = await factories.player(uow, cash=cash, bonus=bonus)
-        await uow.commit()
-    return player_id
-
-
-async def wallet(api: Api, player_id: uuid.UUID) -> dict[str, Any]:
-    response = await api.provider.post(
-        "/v1/wallet/balance", {"request_uuid": str(uuid.uuid4()), "player_id": str(player_id)}
-    )
-    assert response.status_code == 200, response.text
-    return dict(response.json())
-
-
 async def balances(uows: UnitOfWorkFactory, codes: list[str]) -> dict[str, int]:
     """Current balances by account code; an account not opened yet holds zero."""
     async with uows() as uow:
@@ -107,7 +92,7 @@ async def send_raw(api: Api, path: str, body: bytes, key: str) -> httpx.Response
 async def test_100_concurrent_stakes_of_10_against_370_leave_exactly_0(
     committed_api: Api, committed_uows: UnitOfWorkFactory
 ) -> None:
-    player_id = await funded(committed_uows, "370.00")
+    player_id = await factories.committed_player(committed_uows, cash="370.00")
     responses = await asyncio.gather(
         *(
             committed_api.provider.post("/v1/wallet/bet", factories.bet_body(player_id, "10.00"))
@@ -123,7 +108,7 @@ async def test_100_concurrent_stakes_of_10_against_370_leave_exactly_0(
     refusals = [r.json()["error"]["details"] for r in responses if r.status_code == 409]
     assert {(d["needed"], d["available"]) for d in refusals} == {("10.00", "0.00")}
 
-    assert (await wallet(committed_api, player_id))["balance"] == "0.00"
+    assert (await factories.wallet(committed_api, player_id))["balance"] == "0.00"
     assert await count(committed_uows, bets_of(player_id)) == 37
     assert await count(committed_uows, stake_transactions(player_id)) == 37
     assert await count(committed_uows, unbalanced_transactions([player_id])) == 0
@@ -134,7 +119,7 @@ async def test_100_concurrent_stakes_of_10_against_370_leave_exactly_0(
 async def test_20_concurrent_identical_requests_under_one_key_have_one_effect(
     committed_api: Api, committed_uows: UnitOfWorkFactory
 ) -> None:
-    player_id = await funded(committed_uows, "100.00")
+    player_id = await factories.committed_player(committed_uows, cash="100.00")
     body = json.dumps(factories.bet_body(player_id, "10.00")).encode()
     key = f"one-key-{uuid.uuid4()}"
     responses = await asyncio.gather(
@@ -147,7 +132,7 @@ async def test_20_concurrent_identical_requests_under_one_key_have_one_effect(
     answer = responses[0].json()
     assert (answer["bet_status"], answer["balance"]) == ("OPEN", "90.00")
 
-    assert (await wallet(committed_api, player_id))["balance"] == "90.00"
+    assert (await factories.wallet(committed_api, player_id))["balance"] == "90.00"
     assert await count(committed_uows, bets_of(player_id)) == 1
     assert await count(committed_uows, stake_transactions(player_id)) == 1
     placed = (
@@ -161,7 +146,7 @@ async def test_20_concurrent_identical_requests_under_one_key_have_one_effect(
 async def test_20_concurrent_identical_refusals_under_one_key_answer_alike(
     committed_api: Api, committed_uows: UnitOfWorkFactory
 ) -> None:
-    player_id = await funded(committed_uows, "5.00")
+    player_id = await factories.committed_player(committed_uows, cash="5.00")
     body = json.dumps(factories.bet_body(player_id, "10.00")).encode()
     key = f"one-key-{uuid.uuid4()}"
     responses = await asyncio.gather(
@@ -171,7 +156,7 @@ async def test_20_concurrent_identical_refusals_under_one_key_answer_alike(
     assert len({r.content for r in responses}) == 1
     replayed = sorted(r.headers.get("Idempotent-Replayed", "no") for r in responses)
     assert replayed == ["no"] + ["true"] * 19
-    assert (await wallet(committed_api, player_id))["balance"] == "5.00"
+    assert (await factories.wallet(committed_api, player_id))["balance"] == "5.00"
     assert await count(committed_uows, bets_of(player_id)) == 0
 
 
@@ -179,7 +164,7 @@ async def test_20_concurrent_deliveries_of_one_transaction_uuid_have_one_effect(
     committed_api: Api, committed_uows: UnitOfWorkFactory
 ) -> None:
     """The provider retries one bet under fresh keys: the transaction_uuid makes it one bet."""
-    player_id = await funded(committed_uows, "100.00")
+    player_id = await factories.committed_player(committed_uows, cash="100.00")
     bet = factories.bet_body(player_id, "10.00")
     responses = await asyncio.gather(
         *(committed_api.provider.post("/v1/wallet/bet", bet) for _ in range(20))
@@ -187,7 +172,7 @@ async def test_20_concurrent_deliveries_of_one_transaction_uuid_have_one_effect(
     assert [r.status_code for r in responses] == [200] * 20, [r.text for r in responses]
     assert len({r.json()["ledger_transaction_id"] for r in responses}) == 1
     assert {r.json()["transaction_uuid"] for r in responses} == {bet["transaction_uuid"]}
-    assert (await wallet(committed_api, player_id))["balance"] == "90.00"
+    assert (await factories.wallet(committed_api, player_id))["balance"] == "90.00"
     assert await count(committed_uows, bets_of(player_id)) == 1
     assert await count(committed_uows, stake_transactions(player_id)) == 1
 
@@ -204,7 +189,10 @@ async def test_opposite_directions_on_many_players_do_not_deadlock(
     revenue = ledger.house_account_code("game_revenue", "EUR", committed_api.provider_code)
     touched = [revenue, *SHARED_HOUSE]
     before = await balances(committed_uows, touched)
-    players = [await funded(committed_uows, "100.00", bonus="10.00") for _ in range(20)]
+    players = [
+        await factories.committed_player(committed_uows, cash="100.00", bonus="10.00")
+        for _ in range(20)
+    ]
     provider, operator = committed_api.provider, committed_api.operator
     calls: list[tuple[Any, str, dict[str, Any]]] = []
     for player_id in players:
@@ -247,7 +235,7 @@ async def test_opposite_directions_on_many_players_do_not_deadlock(
 
     for player_id in players:
         # cash: 100 - 5 - 5 + 7.50 (win) + 5 (refund) - 4 x 1 + 2 - 2; bonus: 10 + 3 - 1
-        got = await wallet(committed_api, player_id)
+        got = await factories.wallet(committed_api, player_id)
         assert (got["cash"], got["bonus"]) == ("98.50", "12.00")
     after = await balances(committed_uows, touched)
     assert after[revenue] - before[revenue] == 20 * 150  # stakes 14 - payout 7.50 - refund 5
@@ -260,7 +248,7 @@ async def test_opposite_directions_on_many_players_do_not_deadlock(
 async def test_a_refusal_stays_a_refusal_under_its_key(
     committed_api: Api, committed_uows: UnitOfWorkFactory
 ) -> None:
-    player_id = await funded(committed_uows, "5.00")
+    player_id = await factories.committed_player(committed_uows, cash="5.00")
     bet = factories.bet_body(player_id, "10.00")
     key = f"poor-{uuid.uuid4()}"
     first = await committed_api.provider.post("/v1/wallet/bet", bet, idempotency_key=key)
@@ -274,12 +262,12 @@ async def test_a_refusal_stays_a_refusal_under_its_key(
         "reason": "top-up",
     }
     assert (await committed_api.operator.post("/v1/admin/adjustments", top_up)).status_code == 200
-    assert (await wallet(committed_api, player_id))["balance"] == "105.00"
+    assert (await factories.wallet(committed_api, player_id))["balance"] == "105.00"
 
     again = await committed_api.provider.post("/v1/wallet/bet", bet, idempotency_key=key)
     assert (again.status_code, again.content) == (409, first.content)
     assert again.headers["Idempotent-Replayed"] == "true"
-    assert (await wallet(committed_api, player_id))["balance"] == "105.00"
+    assert (await factories.wallet(committed_api, player_id))["balance"] == "105.00"
     assert await count(committed_uows, bets_of(player_id)) == 0
     assert await count(committed_uows, stake_transactions(player_id)) == 0
 
@@ -287,7 +275,7 @@ async def test_a_refusal_stays_a_refusal_under_its_key(
 async def test_a_win_racing_a_rollback_of_the_same_bet_has_one_winner(
     committed_api: Api, committed_uows: UnitOfWorkFactory
 ) -> None:
-    players = [await funded(committed_uows, "10.00") for _ in range(10)]
+    players = [await factories.committed_player(committed_uows, cash="10.00") for _ in range(10)]
     bets = [factories.bet_body(player_id, "4.00") for player_id in players]
     for bet in bets:
         assert (await committed_api.provider.post("/v1/wallet/bet", bet)).status_code == 200
@@ -302,7 +290,7 @@ async def test_a_win_racing_a_rollback_of_the_same_bet_has_one_winner(
     )
     for player_id, (win, rollback) in zip(players, races, strict=True):
         outcome = (win.status_code, error_code(win), rollback.status_code, error_code(rollback))
-        balance = (await wallet(committed_api, player_id))["balance"]
+        balance = (await factories.wallet(committed_api, player_id))["balance"]
         if win.status_code == 200:  # paid first: the rollback comes too late
             assert outcome == (200, None, 409, "rollback_after_settle")
             assert balance == "15.00"
@@ -316,7 +304,7 @@ async def test_a_bet_racing_its_own_rollback_ends_with_the_stake_home(
     committed_api: Api, committed_uows: UnitOfWorkFactory
 ) -> None:
     """Rollback first: a tombstone, and the bet is refused. Bet first: it is voided."""
-    players = [await funded(committed_uows, "10.00") for _ in range(10)]
+    players = [await factories.committed_player(committed_uows, cash="10.00") for _ in range(10)]
     bets = [factories.bet_body(player_id, "4.00") for player_id in players]
     races = await asyncio.gather(
         *(
@@ -338,7 +326,7 @@ async def test_a_bet_racing_its_own_rollback_ends_with_the_stake_home(
             assert rollback.json()["tombstone"] is True
             assert await count(committed_uows, bets_of(player_id)) == 0
         assert rollback.json()["bet_status"] == "VOID"
-        assert (await wallet(committed_api, player_id))["balance"] == "10.00"
+        assert (await factories.wallet(committed_api, player_id))["balance"] == "10.00"
     assert await count(committed_uows, unbalanced_transactions(players)) == 0
 
 
@@ -346,7 +334,7 @@ async def test_a_new_providers_first_stakes_arrive_all_at_once(
     committed_api: Api, committed_uows: UnitOfWorkFactory
 ) -> None:
     """Its revenue account opens on first use, while twenty players stake concurrently."""
-    players = [await funded(committed_uows, "10.00") for _ in range(20)]
+    players = [await factories.committed_player(committed_uows, cash="10.00") for _ in range(20)]
     revenue = ledger.house_account_code("game_revenue", "EUR", committed_api.provider_code)
     assert await balances(committed_uows, [revenue]) == {revenue: 0}  # not opened yet
     responses = await asyncio.gather(
@@ -367,7 +355,10 @@ async def test_a_new_providers_first_stakes_arrive_all_at_once(
 async def test_two_players_racing_for_one_round_id_get_a_clear_answer(
     committed_api: Api, committed_uows: UnitOfWorkFactory
 ) -> None:
-    first, second = await funded(committed_uows, "10.00"), await funded(committed_uows, "10.00")
+    first, second = (
+        await factories.committed_player(committed_uows, cash="10.00"),
+        await factories.committed_player(committed_uows, cash="10.00"),
+    )
     round_id = f"r-{uuid.uuid4().hex[:10]}"
     responses = await asyncio.gather(
         *(
@@ -380,5 +371,7 @@ async def test_two_players_racing_for_one_round_id_get_a_clear_answer(
     codes = sorted((r.status_code, error_code(r)) for r in responses)
     assert codes[0] == (200, None)
     assert codes[1] in {(409, "round_mismatch"), (409, "concurrent_conflict")}
-    balances_after = sorted([(await wallet(committed_api, p))["balance"] for p in (first, second)])
+    balances_after = sorted(
+        [(await factories.wallet(committed_api, p))["balance"] for p in (first, second)]
+    )
     assert balances_after == ["10.00", "9.00"]

@@ -33,7 +33,7 @@ def test_decimal_strings_become_exact_minor_units(text: str, currency: str, mino
         ("1e3", "EUR", "invalid_amount"),
         ("01.00", "EUR", "invalid_amount"),
         (" 1.00", "EUR", "invalid_amount"),
-        ("1.00", "XXX", "unknown_currency"),
+        ("1.00", "ZZZ", "unknown_currency"),
         ("1.00", "eur", "unknown_currency"),
         ("10000000000001", "EUR", "amount_too_large"),
     ],
