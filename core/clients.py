@@ -13,7 +13,7 @@ from core.journal import EventContext
 from core.models import ApiClient, RequestNonce
 from core.uow import UnitOfWork
 
-Role = Literal["game_provider", "operator"]
+Role = Literal["game_provider", "operator", "regulator"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,10 +18,13 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
-from core import sql
+from psycopg.types.json import Jsonb
+
+from core import journal, sql
 from core.errors import InvalidRequest, NotFound
+from core.journal import EventContext
 from core.models import Account, Posting
-from core.money import Money
+from core.money import Money, format_minor
 from core.uow import UnitOfWork
 
 HOUSE_KINDS = ("game_revenue", "psp_clearing", "bonus_liability", "manual_adjustment")
@@ -152,6 +155,7 @@ async def post(
     *,
     kind: str,
     legs: Sequence[Leg],
+    ctx: EventContext,
     player_id: uuid.UUID | None = None,
     reference: str | None = None,
     operator: str | None = None,
@@ -159,7 +163,11 @@ async def post(
     reverses_id: int | None = None,
     fx: FxApplied | None = None,
 ) -> int:
-    """Write one balanced ledger transaction and return its id."""
+    """Write one balanced ledger transaction, and its `ledger.posted` event, and return its id.
+
+    The event lists every posting by account code, so the books at any instant can be rebuilt
+    from the journal alone (and from the audit log over it).
+    """
     legs = [leg for leg in legs if leg.amount != 0]
     check_balanced(legs)
     txn_id: int = await sql.scalar(
@@ -193,14 +201,38 @@ async def post(
         )
         for leg in legs
     )
+    event = journal.envelope(
+        event="ledger.posted",
+        ts=uow.now,
+        ctx=ctx,
+        player_id=player_id,
+        amount=None,
+        data={
+            "ledger_transaction_id": txn_id,
+            "kind": kind,
+            "reference": reference,
+            "reverses_id": reverses_id,
+            "postings": [
+                {
+                    "account": leg.account.code,
+                    "amount": format_minor(leg.amount, leg.account.currency),
+                    "currency": leg.account.currency,
+                }
+                for leg in legs
+            ],
+        },
+    )
     # Inserted in (account, shard) order: one global order of balance-row locks keeps
-    # concurrent transactions free of deadlocks.
+    # concurrent transactions free of deadlocks. The event rides in the same statement (a
+    # data-modifying WITH runs to completion whether or not the outer query reads it).
     await sql.run(
         uow,
-        "INSERT INTO postings (transaction_id, account_id, shard, currency, amount, player_id,"
-        " posted_at) SELECT %(txn)s, a, s, c, m, %(player_id)s, %(now)s FROM unnest("
+        "WITH legs AS (INSERT INTO postings (transaction_id, account_id, shard, currency, amount,"
+        " player_id, posted_at) SELECT %(txn)s, a, s, c, m, %(player_id)s, %(now)s FROM unnest("
         "%(accounts)s::bigint[], %(shards)s::smallint[], %(currencies)s::varchar[],"
-        " %(amounts)s::bigint[]) WITH ORDINALITY AS leg(a, s, c, m, n) ORDER BY n",
+        " %(amounts)s::bigint[]) WITH ORDINALITY AS leg(a, s, c, m, n) ORDER BY n)"
+        " INSERT INTO journal_events (event, ts, player_id, envelope)"
+        " VALUES ('ledger.posted', %(now)s, %(player_id)s, %(event)s)",
         {
             "txn": txn_id,
             "player_id": player_id,
@@ -209,6 +241,7 @@ async def post(
             "shards": [r[1] for r in rows],
             "currencies": [r[2] for r in rows],
             "amounts": [r[3] for r in rows],
+            "event": Jsonb(event),
         },
     )
     return txn_id

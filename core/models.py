@@ -154,12 +154,11 @@ class JournalEvent(Base):
     """The one append-only event stream: outbox for the bus and input of the audit log."""
 
     __tablename__ = "journal_events"
+    __table_args__ = (sa.Index("ix_journal_events_txid_id", "txid", "id"),)
 
     id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
     # The writing transaction's id: readers use snapshots of it, because ids are not commit order.
-    txid: Mapped[int] = mapped_column(
-        Xid8, server_default=sa.text("pg_current_xact_id()"), index=True
-    )
+    txid: Mapped[int] = mapped_column(Xid8, server_default=sa.text("pg_current_xact_id()"))
     event: Mapped[str] = mapped_column(sa.Text, index=True)
     ts: Mapped[datetime] = mapped_column(TS)
     player_id: Mapped[uuid.UUID | None] = mapped_column(UUID, index=True)
@@ -187,11 +186,11 @@ class FxRate(Base):
 
 
 class ApiClient(Base):
-    """A caller of the API: a game provider or an operator tool, with its HMAC secret."""
+    """A caller of the API: a game provider, an operator tool or a regulator, with its secret."""
 
     __tablename__ = "api_clients"
     __table_args__ = (
-        sa.CheckConstraint("role IN ('game_provider', 'operator')", name="role"),
+        sa.CheckConstraint("role IN ('game_provider', 'operator', 'regulator')", name="role"),
         sa.CheckConstraint(
             "(role = 'game_provider') = (provider_code IS NOT NULL)", name="providers_have_code"
         ),

@@ -106,6 +106,7 @@ async def place_bet(uow: UnitOfWork, cmd: PlaceBet, ctx: EventContext) -> Outcom
             ledger.Leg(wallet.bonus, -bonus),
             ledger.Leg(revenue, stake.minor),
         ],
+        ctx=ctx,
         player_id=cmd.player_id,
         reference=f"{cmd.provider_code}:{cmd.bet_ref}",
         fx=conversion,
@@ -184,6 +185,7 @@ async def settle_bet(uow: UnitOfWork, cmd: SettleBet, ctx: EventContext) -> Outc
                 ledger.Leg(wallet.cash, to_cash),
                 ledger.Leg(wallet.bonus, to_bonus),
             ],
+            ctx=ctx,
             player_id=cmd.player_id,
             reference=f"{cmd.provider_code}:{cmd.bet_ref}",
         )
@@ -257,6 +259,7 @@ async def rollback_bet(uow: UnitOfWork, cmd: RollbackBet, ctx: EventContext) -> 
             ledger.Leg(wallet.cash, cash),
             ledger.Leg(wallet.bonus, bonus),
         ],
+        ctx=ctx,
         player_id=cmd.player_id,
         reference=f"{cmd.provider_code}:{cmd.bet_ref}",
         reverses_id=found["stake_transaction_id"],

@@ -2,6 +2,7 @@
 
 from alembic import context
 
+import audit.models  # noqa: F401 - registers the audit tables on the metadata
 from core.models import Base
 
 connection = context.config.attributes["connection"]

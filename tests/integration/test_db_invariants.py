@@ -16,6 +16,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+import audit.models  # noqa: F401 - the audit tables belong to the schema too
 from core import ledger
 from core.database import DatabaseUrls, create_engine_sync
 from core.models import Base
@@ -24,7 +25,16 @@ from tests import factories
 
 pytestmark = pytest.mark.commits
 
-APPEND_ONLY = ("accounts", "ledger_transactions", "postings", "journal_events", "fx_rates")
+APPEND_ONLY = (
+    "accounts",
+    "ledger_transactions",
+    "postings",
+    "journal_events",
+    "fx_rates",
+    "audit_entries",
+    "audit_tree_hashes",
+    "audit_checkpoints",
+)
 
 
 @dataclass(frozen=True)
@@ -169,7 +179,7 @@ async def test_the_application_role_cannot_rewrite_history(
         "TRUNCATE ledger_transactions CASCADE",
         "UPDATE journal_events SET event = 'edited' WHERE player_id = :p",
         "DELETE FROM journal_events WHERE player_id = :p",
-        "TRUNCATE journal_events",
+        "TRUNCATE journal_events CASCADE",
         "DELETE FROM accounts WHERE player_id = :p",
     ],
 )

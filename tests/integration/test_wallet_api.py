@@ -265,10 +265,20 @@ async def test_every_change_is_journaled_and_a_refusal_is_not(
         envelopes = [(e.event, e.envelope) for e in events]
     assert [event for event, _ in envelopes] == [
         "player.registered",
+        "ledger.posted",
         "wallet.adjusted",
+        "ledger.posted",
         "round.opened",
         "bet.placed",
     ]
+    posted = envelopes[3][1]["data"]
+    assert posted["kind"] == "stake"
+    assert sorted((p["account"], p["amount"]) for p in posted["postings"]) == sorted(
+        [
+            (f"player:{player_id}:cash", "-10.00"),
+            (f"house:game_revenue:{api.provider_code}:EUR", "10.00"),
+        ]
+    )
     placed = envelopes[-1][1]
     assert placed["amount"] == "10.00"
     assert placed["currency"] == "EUR"
