@@ -116,6 +116,12 @@ async def operator(principal: Annotated[Principal, Depends(authenticate)]) -> Pr
     return principal
 
 
+async def auditor(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+    if principal.client.role not in ("operator", "regulator"):
+        raise Forbidden("forbidden", "only operator and regulator clients may read the audit log")
+    return principal
+
+
 def idempotency_key(request: Request) -> str:
     key = request.headers.get("Idempotency-Key", "")
     if not key:
@@ -127,4 +133,5 @@ def idempotency_key(request: Request) -> str:
 
 Provider = Annotated[Principal, Depends(game_provider)]
 Operator = Annotated[Principal, Depends(operator)]
+Auditor = Annotated[Principal, Depends(auditor)]
 IdempotencyKey = Annotated[str, Depends(idempotency_key)]

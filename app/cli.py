@@ -12,8 +12,9 @@ from typing import Annotated
 
 import typer
 
-from app import demo, signing
+from app import auditing, demo, signing
 from app.runtime import run_with_uow, with_uow_factory
+from audit import asof, export, keys, log, note, verify
 from core import clients, fx, ledger, players
 from core.database import create_app_engine, prepare
 from core.errors import DomainError
@@ -37,6 +38,11 @@ cli.add_typer(fx_cli, name="fx")
 cli.add_typer(players_cli, name="players")
 cli.add_typer(clients_cli, name="clients")
 cli.add_typer(client_cli, name="client")
+audit_cli = typer.Typer(
+    help="The verifiable audit log: integrate, checkpoint, export, verify, books as of T.",
+    no_args_is_help=True,
+)
+cli.add_typer(audit_cli, name="audit")
 
 CLI_CONTEXT = EventContext(actor="cli", trace_id="cli")
 
@@ -236,6 +242,155 @@ def client_sign(
     if raw:
         parts += ["--data-binary", raw.decode()]
     typer.echo(shlex.join(parts))
+
+
+@audit_cli.command("integrate")
+def audit_integrate(
+    checkpoint: Annotated[
+        bool, typer.Option("--checkpoint/--no-checkpoint", help="Sign a checkpoint after")
+    ] = True,
+) -> None:
+    """Integrate every committed journal event now, then sign a checkpoint if the tree grew."""
+    settings = _settings()
+
+    async def work(uows: UnitOfWorkFactory) -> None:
+        done = await auditing.catch_up(
+            uows,
+            origin=settings.audit_origin,
+            signers=keys.signers(settings),
+            checkpoint=checkpoint,
+        )
+        typer.echo(f"integrated {done.integrated} entries")
+        if done.published:
+            _echo_checkpoint(done.published)
+
+    run_with_uow(settings, work)
+
+
+@audit_cli.command("checkpoint")
+def audit_checkpoint() -> None:
+    """Sign a checkpoint of the current tree now, even if it has not grown (after a key change)."""
+    settings = _settings()
+
+    async def work(uows: UnitOfWorkFactory) -> None:
+        done = await auditing.catch_up(
+            uows, origin=settings.audit_origin, signers=keys.signers(settings), force=True
+        )
+        assert done.published is not None  # noqa: S101 - forced
+        _echo_checkpoint(done.published)
+
+    run_with_uow(settings, work)
+
+
+def _echo_checkpoint(published: log.Published) -> None:
+    typer.echo(f"checkpoint {published.id}: tree size {published.checkpoint.size}")
+    typer.echo(published.note, nl=False)
+
+
+@audit_cli.command("export")
+def audit_export(
+    directory: Annotated[Path, typer.Argument(help="Directory to write (created if missing)")],
+    size: Annotated[
+        int | None, typer.Option(help="Tree size to export (default: the latest checkpoint's)")
+    ] = None,
+) -> None:
+    """Export entries, checkpoints up to --size, consistency proofs and public keys."""
+    settings = _settings()
+
+    async def work(uows: UnitOfWorkFactory) -> export.Exported:
+        async with uows() as uow:
+            await uow.session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            return await export.export(
+                uow,
+                directory,
+                origin=settings.audit_origin,
+                verifiers=keys.verifiers(settings),
+                size=size,
+                progress=_progress("exporting"),
+            )
+
+    try:
+        done = run_with_uow(settings, work)
+    except DomainError as error:
+        _fail(error)
+    typer.echo(
+        f"exported {done.entries} entries and {done.checkpoints} checkpoints"
+        f" (tree size {done.size}) to {directory}"
+    )
+
+
+def _progress(what: str) -> verify.Progress:
+    def show(done: int, total: int) -> None:
+        typer.echo(f"\r{what}: {done}/{total}", nl=done >= total, err=True)
+
+    return show
+
+
+@audit_cli.command("verify")
+def audit_verify(
+    directory: Annotated[Path, typer.Argument(help="An export directory")],
+    key: Annotated[list[Path], typer.Option(help="Verifier key file (one key a line)")],
+    checkpoint: Annotated[
+        list[Path] | None, typer.Option(help="A checkpoint note kept from earlier")
+    ] = None,
+) -> None:
+    """Verify an export offline: leaves, roots, signatures, consistency. Exit 1 on any failure."""
+    argv = [str(directory)]
+    for path in key:
+        argv += ["--key", str(path)]
+    for path in checkpoint or []:
+        argv += ["--checkpoint", str(path)]
+    raise typer.Exit(verify.main(argv))
+
+
+@audit_cli.command("as-of")
+def audit_as_of(
+    at: Annotated[str, typer.Argument(help="RFC 3339 instant, e.g. 2026-11-25T12:00:00Z")],
+) -> None:
+    """The last checkpoint at or before T and the balances rebuilt from its log prefix, beside
+    the ledger's own balance at T. Exit 1 when they differ."""
+    instant = datetime.fromisoformat(at)
+    if instant.tzinfo is None:
+        raise typer.BadParameter("the instant needs a UTC offset, e.g. Z")
+    settings = _settings()
+
+    async def work(uows: UnitOfWorkFactory) -> asof.AsOf:
+        async with uows() as uow:
+            return await asof.as_of(uow, instant, verifiers=keys.verifiers(settings))
+
+    try:
+        books = run_with_uow(settings, work)
+    except DomainError as error:
+        _fail(error)
+    cp = books.checkpoint
+    typer.echo(f"as of {rfc3339(instant)}: checkpoint {cp.id}, tree size {cp.tree_size},")
+    typer.echo(f"published {rfc3339(cp.published_at)}, signature and root verified")
+    typer.echo(f"{'account':<58} {'currency':<8} {'from log':>16} {'ledger':>16}")
+    for account in books.accounts:
+        code, currency, from_log, from_ledger = account.row()
+        mark = "" if account.agrees else "  DIFFERS"
+        typer.echo(f"{code:<58} {currency:<8} {from_log:>16} {from_ledger:>16}{mark}")
+    if not books.agrees:
+        typer.echo("the log and the ledger differ (see DIFFERS)", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"{len(books.accounts)} accounts agree")
+
+
+@audit_cli.command("keygen")
+def audit_keygen(
+    name: Annotated[str | None, typer.Option(help="Key name (default: the log's origin)")] = None,
+) -> None:
+    """Print a new signer key (add it to the key file to rotate) and its verifier key."""
+    signer = note.Signer.generate(name or keys.key_name(_settings().audit_origin))
+    typer.echo(f"signer:   {signer.to_string()}")
+    typer.echo(f"verifier: {signer.verifier().to_string()}")
+
+
+@audit_cli.command("public-keys")
+def audit_public_keys() -> None:
+    """Print the verifier keys of every configured signing key, one a line."""
+    for verifier in keys.verifiers(_settings()):
+        typer.echo(verifier.to_string())
 
 
 def main() -> None:

@@ -33,8 +33,8 @@ class PitwardenClient:
         }
         return await self.http.post(path, content=body, headers=headers)
 
-    async def get(self, path: str) -> httpx.Response:
-        return await self.http.get(path, headers=self.sign("GET", path, b""))
+    async def get(self, path: str, *, headers: dict[str, str] | None = None) -> httpx.Response:
+        return await self.http.get(path, headers=self.sign("GET", path, b"") | (headers or {}))
 
     async def aclose(self) -> None:
         await self.http.aclose()

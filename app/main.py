@@ -10,8 +10,9 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app import errors
-from app.api import admin, wallet
+from app import auditing, errors
+from app.api import admin, audit, wallet
+from audit import keys
 from core import clients
 from core.settings import Settings
 from core.uow import Clock, UnitOfWorkFactory, utc_now
@@ -87,8 +88,17 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         housekeeping = asyncio.create_task(forget_old_nonces(uow_factory, settings))
+        audit_log = asyncio.create_task(
+            auditing.keep_log_current(
+                uow_factory,
+                origin=settings.audit_origin,
+                signers=keys.signers(settings),
+                interval_s=settings.audit_interval_s,
+            )
+        )
         yield
         housekeeping.cancel()
+        audit_log.cancel()
         if engine is not None:
             await engine.dispose()
 
@@ -104,6 +114,7 @@ def create_app(
     errors.install(app)
     app.include_router(wallet.router)
     app.include_router(admin.router)
+    app.include_router(audit.router)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:

@@ -1,6 +1,7 @@
 """API schemas, apart from the ORM models. Money is a JSON string with a pattern, never a number."""
 
 import uuid
+from datetime import datetime
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StrictBool, StringConstraints
@@ -213,3 +214,38 @@ class AccountBalance(BaseModel):
     currency: str
     balance: str
     at: str | None = Field(None, description="The instant, when the balance is historical")
+
+
+# -- audit log ----------------------------------------------------------------------------------
+
+Base64Hash = Annotated[str, Field(description="SHA-256 hash, standard base64")]
+
+
+class AuditCheckpoint(BaseModel):
+    id: int = Field(description="Publication order")
+    tree_size: int
+    root_hash: Base64Hash
+    published_at: datetime
+    note: str = Field(description="The C2SP signed note (tlog-checkpoint body), verbatim")
+
+
+class InclusionProof(BaseModel):
+    index: int
+    size: int
+    leaf_hash: Base64Hash
+    proof: list[Base64Hash] = Field(description="RFC 9162 audit path, leaf to root")
+
+
+class ConsistencyProof(BaseModel):
+    from_size: int = Field(alias="from")
+    to_size: int = Field(alias="to")
+    proof: list[Base64Hash]
+
+
+class AuditEntry(BaseModel):
+    index: int
+    entry: str = Field(description="The exact entry bytes (RFC 8785 JSON), standard base64")
+
+
+class AuditEntries(BaseModel):
+    entries: list[AuditEntry]

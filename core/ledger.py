@@ -17,7 +17,6 @@ from datetime import datetime
 from decimal import Decimal
 
 import sqlalchemy as sa
-
 from psycopg.types.json import Jsonb
 
 from core import journal, sql
@@ -267,3 +266,17 @@ async def balance_at(uow: UnitOfWork, account_id: int, at: datetime) -> int:
         )
     )
     return int(total or 0)
+
+
+async def balances_at(uow: UnitOfWork, at: datetime) -> dict[str, Money]:
+    """Every account's balance at instant `at`, by account code, recomputed from postings."""
+    if at.tzinfo is None:
+        raise InvalidRequest("naive_datetime", "a point in time needs a UTC offset")
+    rows = await sql.all_rows(
+        uow,
+        "SELECT a.code, a.currency, sum(p.amount) AS balance FROM postings p"
+        " JOIN accounts a ON a.id = p.account_id WHERE p.posted_at <= %(at)s"
+        " GROUP BY a.code, a.currency",
+        {"at": at},
+    )
+    return {row["code"]: Money(int(row["balance"]), row["currency"]) for row in rows}

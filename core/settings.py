@@ -23,6 +23,13 @@ class Settings:
     signature_tolerance_s: int = 300
     max_body_bytes: int = 64 * 1024
     db_pool_size: int = 20
+    # Audit log: the origin line of its checkpoints, and the Ed25519 signer keys (C2SP note
+    # format, whitespace-separated; every key signs, which is how a rotation overlaps). Without
+    # keys, the key file is read, or created with one new key on first use.
+    audit_origin: str = "pitwarden.local/audit"
+    audit_signing_keys: str = ""
+    audit_key_file: Path | None = None  # default: <data_dir>/secrets/audit-signing-keys
+    audit_interval_s: float = 1.0
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -39,4 +46,14 @@ class Settings:
             ),
             max_body_bytes=int(env.get("PITWARDEN_MAX_BODY_BYTES", defaults.max_body_bytes)),
             db_pool_size=int(env.get("PITWARDEN_DB_POOL_SIZE", defaults.db_pool_size)),
+            audit_origin=env.get("PITWARDEN_AUDIT_ORIGIN", defaults.audit_origin),
+            audit_signing_keys=env.get("PITWARDEN_AUDIT_SIGNING_KEYS", ""),
+            audit_key_file=(
+                Path(env["PITWARDEN_AUDIT_KEY_FILE"]).resolve()
+                if env.get("PITWARDEN_AUDIT_KEY_FILE")
+                else None
+            ),
+            audit_interval_s=float(
+                env.get("PITWARDEN_AUDIT_INTERVAL_S", defaults.audit_interval_s)
+            ),
         )

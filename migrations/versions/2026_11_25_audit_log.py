@@ -121,7 +121,7 @@ BEGIN
     RETURN NEW;
 END $$;
 
--- A checkpoint commits to entries that exist, and the published tree never shrinks.
+-- A checkpoint commits to entries that exist; the published tree never shrinks, nor its clock.
 CREATE FUNCTION pw_audit_checkpoint_in_order() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF NEW.tree_size > 0 AND NOT EXISTS (
@@ -132,6 +132,10 @@ BEGIN
     END IF;
     IF NEW.tree_size < (SELECT max(tree_size) FROM audit_checkpoints) THEN
         RAISE EXCEPTION 'checkpoint of size % would shrink the published tree', NEW.tree_size
+            USING ERRCODE = 'check_violation';
+    END IF;
+    IF NEW.published_at < (SELECT max(published_at) FROM audit_checkpoints) THEN
+        RAISE EXCEPTION 'checkpoint time % is before an earlier checkpoint''s', NEW.published_at
             USING ERRCODE = 'check_violation';
     END IF;
     RETURN NEW;

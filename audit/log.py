@@ -1,0 +1,287 @@
+"""The audit log over the journal: integration, stored tree hashes, signed checkpoints, proofs.
+
+Integration takes committed journal events in the order their transactions became safe to
+read and gives them gapless leaf indices. Journal ids are not commit order: a transaction may
+take a low id and commit late. So the integrator never reads past the oldest transaction still
+in flight (`pg_snapshot_xmin` of its own snapshot): every event below that line is committed
+(or gone with its rollback) and visible, and nothing can appear below it later. It resumes from
+the (txid, id) of the last entry, which is why the log's order is (txid, id) within each run.
+
+Entries are the RFC 8785 canonical JSON of the event (its envelope plus `journal_id`); the
+exact bytes are stored next to the tree hashes (the stored-hash layout of Go's sumdb/tlog, see
+audit/merkle.py), so any proof reads O(log n) rows.
+"""
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import rfc8785
+
+from audit import merkle
+from audit.note import Checkpoint, Signer, sign_checkpoint
+from core import sql
+from core.errors import InvalidRequest, NotFound
+from core.uow import UnitOfWork
+
+# One integrator or checkpoint writer at a time (server task, CLI, tests).
+_LOCK_KEY = 0x5057_4155_4449_54  # "PWAUDIT"
+MAX_PAGE = 1000
+
+
+class LogCorrupted(RuntimeError):
+    """A stored hash the tree needs is missing: the database was changed behind our back."""
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    id: int
+    checkpoint: Checkpoint
+    note: str
+
+
+async def _lock(uow: UnitOfWork) -> None:
+    await sql.run(uow, "SELECT pg_advisory_xact_lock(%(key)s)", {"key": _LOCK_KEY})
+
+
+async def tree_size(uow: UnitOfWork) -> int:
+    last = await sql.scalar(uow, "SELECT max(idx) FROM audit_entries", {})
+    return 0 if last is None else int(last) + 1
+
+
+_PENDING = (
+    "SELECT id, txid::text AS txid, envelope FROM journal_events"
+    " WHERE (txid, id) > (%(txid)s::xid8, %(id)s)"
+    "   AND txid < pg_snapshot_xmin(pg_current_snapshot())"
+    " ORDER BY txid, id LIMIT %(limit)s"
+)
+
+
+async def integrate(uow: UnitOfWork, *, limit: int = 2000) -> int:
+    """Append up to `limit` committed journal events not yet in the log; the caller commits.
+
+    Returns how many were appended; call again (in a new transaction) until it returns 0.
+    """
+    await _lock(uow)
+    last = await sql.one(
+        uow,
+        "SELECT idx, journal_id, txid::text AS txid FROM audit_entries ORDER BY idx DESC LIMIT 1",
+        {},
+    )
+    size = 0 if last is None else last["idx"] + 1
+    cursor = (
+        {"txid": "0", "id": 0} if last is None else {"txid": last["txid"], "id": last["journal_id"]}
+    )
+    events = await sql.all_rows(uow, _PENDING, {**cursor, "limit": limit})
+    if not events:
+        return 0
+    entries = [entry_bytes(row["id"], row["envelope"]) for row in events]
+    first_hash = merkle.stored_hash_count(size)
+    hashes = await _grow(uow, size, [merkle.leaf_hash(entry) for entry in entries])
+    await sql.run(
+        uow,
+        "INSERT INTO audit_entries (idx, journal_id, txid, entry, integrated_at)"
+        " SELECT i, j, t::xid8, e, %(now)s FROM unnest(%(idx)s::bigint[], %(journal)s::bigint[],"
+        " %(txid)s::text[], %(entry)s::bytea[]) AS x(i, j, t, e) ORDER BY i",
+        {
+            "idx": list(range(size, size + len(entries))),
+            "journal": [row["id"] for row in events],
+            "txid": [row["txid"] for row in events],
+            "entry": entries,
+            "now": uow.now,
+        },
+    )
+    await sql.run(
+        uow,
+        "INSERT INTO audit_tree_hashes (idx, hash)"
+        " SELECT i, h FROM unnest(%(idx)s::bigint[], %(hash)s::bytea[]) AS x(i, h) ORDER BY i",
+        {"idx": list(range(first_hash, first_hash + len(hashes))), "hash": hashes},
+    )
+    return len(entries)
+
+
+def entry_bytes(journal_id: int, envelope: dict[str, Any]) -> bytes:
+    return rfc8785.dumps({**envelope, "journal_id": journal_id})
+
+
+async def _grow(uow: UnitOfWork, size: int, leaves: Sequence[bytes]) -> list[bytes]:
+    """The stored hashes that appending `leaves` to a tree of `size` adds, in index order."""
+    stored = merkle.stored_hash_count(size)
+    wanted = {
+        index
+        for n in range(size, size + len(leaves))
+        for index in merkle.append_indexes(n)
+        if index < stored
+    }
+    known = dict(zip(sorted(wanted), await read_hashes(uow, sorted(wanted)), strict=True))
+    added: list[bytes] = []
+    for offset, leaf in enumerate(leaves):
+        n = size + offset
+        new = merkle.append_hashes(n, leaf, [known[i] for i in merkle.append_indexes(n)])
+        known.update(enumerate(new, start=merkle.stored_hash_index(0, n)))
+        added.extend(new)
+    return added
+
+
+async def read_hashes(uow: UnitOfWork, indexes: Sequence[int]) -> list[bytes]:
+    """The stored hashes at `indexes`, in that order (one query)."""
+    if not indexes:
+        return []
+    rows = await sql.all_rows(
+        uow,
+        "SELECT idx, hash FROM audit_tree_hashes WHERE idx = ANY(%(idx)s::bigint[])",
+        {"idx": list(set(indexes))},
+    )
+    found = {row["idx"]: bytes(row["hash"]) for row in rows}
+    missing = [i for i in indexes if i not in found]
+    if missing:
+        raise LogCorrupted(f"stored tree hashes {missing[:5]} are missing")
+    return [found[i] for i in indexes]
+
+
+async def root(uow: UnitOfWork, size: int) -> bytes:
+    return merkle.root_from(size, await read_hashes(uow, merkle.root_indexes(size)))
+
+
+async def publish_checkpoint(
+    uow: UnitOfWork, *, origin: str, signers: Sequence[Signer], force: bool = False
+) -> Published | None:
+    """Sign and store a checkpoint of the whole tree, unless it has not grown (or `force`)."""
+    await _lock(uow)
+    size = await tree_size(uow)
+    latest = await sql.one(
+        uow, "SELECT tree_size, published_at FROM audit_checkpoints ORDER BY id DESC LIMIT 1", {}
+    )
+    if latest and latest["tree_size"] == size and not force:
+        return None
+    # A log's clock never runs backwards, whatever the host's clock does.
+    now = max(uow.now, latest["published_at"]) if latest else uow.now
+    checkpoint = Checkpoint(origin, size, await root(uow, size), time=now)
+    note = sign_checkpoint(checkpoint, signers)
+    checkpoint_id = await sql.scalar(
+        uow,
+        "INSERT INTO audit_checkpoints (tree_size, root_hash, published_at, note)"
+        " VALUES (%(size)s, %(root)s, %(now)s, %(note)s) RETURNING id",
+        {"size": size, "root": checkpoint.root, "now": now, "note": note},
+    )
+    return Published(checkpoint_id, checkpoint, note)
+
+
+_CHECKPOINT = "SELECT id, tree_size, root_hash, published_at, note FROM audit_checkpoints"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCheckpoint:
+    id: int
+    tree_size: int
+    root: bytes
+    published_at: datetime
+    note: str
+
+
+def _stored(row: dict[str, Any]) -> StoredCheckpoint:
+    return StoredCheckpoint(
+        row["id"], row["tree_size"], bytes(row["root_hash"]), row["published_at"], row["note"]
+    )
+
+
+async def latest_checkpoint(uow: UnitOfWork) -> StoredCheckpoint:
+    row = await sql.one(uow, _CHECKPOINT + " ORDER BY id DESC LIMIT 1", {})
+    if row is None:
+        raise NotFound("no_checkpoint", "the audit log has not published a checkpoint yet")
+    return _stored(row)
+
+
+async def checkpoint_at(uow: UnitOfWork, at: datetime) -> StoredCheckpoint:
+    """The last checkpoint published at or before `at`."""
+    if at.tzinfo is None:
+        raise InvalidRequest("naive_datetime", "a point in time needs a UTC offset")
+    row = await sql.one(
+        uow,
+        _CHECKPOINT + " WHERE published_at <= %(at)s ORDER BY published_at DESC, id DESC LIMIT 1",
+        {"at": at},
+    )
+    if row is None:
+        raise NotFound("no_checkpoint", "no checkpoint was published at or before that time")
+    return _stored(row)
+
+
+async def checkpoints(uow: UnitOfWork, *, up_to_size: int) -> list[StoredCheckpoint]:
+    rows = await sql.all_rows(
+        uow, _CHECKPOINT + " WHERE tree_size <= %(size)s ORDER BY id", {"size": up_to_size}
+    )
+    return [_stored(row) for row in rows]
+
+
+async def _checked_size(uow: UnitOfWork, size: int) -> None:
+    current = await tree_size(uow)
+    if size > current:
+        raise InvalidRequest(
+            "beyond_tree", f"the tree has {current} entries", size=size, tree_size=current
+        )
+
+
+async def inclusion_proof(uow: UnitOfWork, *, index: int, size: int) -> list[bytes]:
+    if not 0 <= index < size:
+        raise InvalidRequest("bad_range", "need 0 <= index < size", index=index, size=size)
+    await _checked_size(uow, size)
+    indexes = merkle.inclusion_indexes(index, size)
+    return merkle.inclusion_from(index, size, await read_hashes(uow, indexes))
+
+
+async def consistency_proof(uow: UnitOfWork, *, size1: int, size2: int) -> list[bytes]:
+    if not 0 <= size1 <= size2:
+        raise InvalidRequest("bad_range", "need 0 <= from <= to", size1=size1, size2=size2)
+    await _checked_size(uow, size2)
+    return await stored_consistency_proof(uow, size1=size1, size2=size2)
+
+
+async def stored_consistency_proof(uow: UnitOfWork, *, size1: int, size2: int) -> list[bytes]:
+    """The proof as the stored hashes give it, whatever the entries table now holds."""
+    indexes = merkle.consistency_indexes(size1, size2)
+    return merkle.consistency_from(size1, size2, await read_hashes(uow, indexes))
+
+
+async def leaf_hashes(uow: UnitOfWork, *, start: int, end: int) -> list[bytes]:
+    return await read_hashes(uow, [merkle.stored_hash_index(0, n) for n in range(start, end)])
+
+
+async def entries(uow: UnitOfWork, *, start: int, end: int) -> list[tuple[int, bytes]]:
+    """Entries with start <= index < end, as stored (a page of at most MAX_PAGE)."""
+    if not 0 <= start < end or end - start > MAX_PAGE:
+        raise InvalidRequest(
+            "bad_range", f"need 0 <= start < end and at most {MAX_PAGE} entries a page"
+        )
+    rows = await sql.all_rows(
+        uow,
+        "SELECT idx, entry FROM audit_entries WHERE idx >= %(start)s AND idx < %(end)s"
+        " ORDER BY idx",
+        {"start": start, "end": end},
+    )
+    return [(row["idx"], bytes(row["entry"])) for row in rows]
+
+
+async def stream_entries(
+    uow: UnitOfWork, *, end: int, page: int = MAX_PAGE
+) -> AsyncIterator[tuple[int, bytes]]:
+    """Every stored entry below `end`, in index order, a page at a time."""
+    start = 0
+    while start < end:
+        rows = await sql.all_rows(
+            uow,
+            "SELECT idx, entry FROM audit_entries WHERE idx >= %(start)s AND idx < %(end)s"
+            " ORDER BY idx LIMIT %(page)s",
+            {"start": start, "end": end, "page": page},
+        )
+        if not rows:
+            return
+        for row in rows:
+            yield row["idx"], bytes(row["entry"])
+        start = rows[-1]["idx"] + 1
+
+
+def parse_entry(entry: bytes) -> dict[str, Any]:
+    parsed: dict[str, Any] = json.loads(entry)
+    return parsed
