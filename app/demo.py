@@ -1,4 +1,5 @@
-"""A small demo: two game providers, an operator tool, three funded players, one FX rate.
+"""A small demo: two game providers, an operator tool, a regulator, three funded players,
+FX rates.
 
 Idempotent: a second run finds the demo and prints its credentials again.
 """
@@ -20,6 +21,7 @@ PROVIDERS = (
     ("borealis-live", "borealis", "Borealis Live"),
 )
 OPERATOR = "console-ops"
+REGULATOR = "mga-regulator"
 # Fixed ids so that the printed examples stay valid across runs.
 PLAYERS = (
     (uuid.UUID("00000000-0000-4000-8000-000000000001"), "EUR", "MT", "370.00", "25.00"),
@@ -83,10 +85,20 @@ async def seed(uows: UnitOfWorkFactory) -> None:
                 ctx=CTX,
             )
             await uow.commit()
+        if await uow.session.get(ApiClient, REGULATOR) is None:  # added after the first demo
+            await clients.register(
+                uow,
+                client_id=REGULATOR,
+                role="regulator",
+                display_name="Gaming authority (reads the audit log)",
+                provider_code=None,
+                ctx=CTX,
+            )
+            await uow.commit()
         rows = (
             await uow.session.execute(
                 sa.select(ApiClient.client_id, ApiClient.role, ApiClient.secret)
-                .where(ApiClient.client_id.in_([p[0] for p in PROVIDERS] + [OPERATOR]))
+                .where(ApiClient.client_id.in_([p[0] for p in PROVIDERS] + [OPERATOR, REGULATOR]))
                 .order_by(ApiClient.role, ApiClient.client_id)
             )
         ).all()
@@ -100,4 +112,8 @@ async def seed(uows: UnitOfWorkFactory) -> None:
         "Sign a request:  .venv/bin/pitwarden client sign POST /v1/wallet/balance "
         "--client-id aurora-games --secret <secret> --url http://127.0.0.1:8000 "
         f'--body \'{{"request_uuid": "{uuid.uuid4()}", "player_id": "{PLAYERS[0][0]}"}}\''
+    )
+    print(
+        "Audit log: GET /v1/audit/checkpoint as mga-regulator; public key:"
+        " .venv/bin/pitwarden audit public-keys"
     )

@@ -16,11 +16,12 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, overload
 
-import rfc8785
+import orjson
 
 from audit import merkle
+from audit.canonical import canonical_value
 from audit.note import Checkpoint, Signer, sign_checkpoint
 from core import sql
 from core.errors import InvalidRequest, NotFound
@@ -52,14 +53,15 @@ async def tree_size(uow: UnitOfWork) -> int:
 
 
 _PENDING = (
-    "SELECT id, txid::text AS txid, envelope FROM journal_events"
+    "SELECT id, txid::text AS txid_text,"  # not `AS txid`: ORDER BY would sort the text
+    " envelope::text AS envelope FROM journal_events"
     " WHERE (txid, id) > (%(txid)s::xid8, %(id)s)"
     "   AND txid < pg_snapshot_xmin(pg_current_snapshot())"
     " ORDER BY txid, id LIMIT %(limit)s"
 )
 
 
-async def integrate(uow: UnitOfWork, *, limit: int = 2000) -> int:
+async def integrate(uow: UnitOfWork, *, limit: int = 5000) -> int:
     """Append up to `limit` committed journal events not yet in the log; the caller commits.
 
     Returns how many were appended; call again (in a new transaction) until it returns 0.
@@ -80,52 +82,48 @@ async def integrate(uow: UnitOfWork, *, limit: int = 2000) -> int:
     entries = [entry_bytes(row["id"], row["envelope"]) for row in events]
     first_hash = merkle.stored_hash_count(size)
     hashes = await _grow(uow, size, [merkle.leaf_hash(entry) for entry in entries])
-    await sql.run(
+    await sql.copy_rows(
         uow,
-        "INSERT INTO audit_entries (idx, journal_id, txid, entry, integrated_at)"
-        " SELECT i, j, t::xid8, e, %(now)s FROM unnest(%(idx)s::bigint[], %(journal)s::bigint[],"
-        " %(txid)s::text[], %(entry)s::bytea[]) AS x(i, j, t, e) ORDER BY i",
-        {
-            "idx": list(range(size, size + len(entries))),
-            "journal": [row["id"] for row in events],
-            "txid": [row["txid"] for row in events],
-            "entry": entries,
-            "now": uow.now,
-        },
+        "COPY audit_entries (idx, journal_id, txid, entry, integrated_at)"
+        " FROM STDIN (FORMAT BINARY)",
+        (
+            (size + n, row["id"], int(row["txid_text"]), entry, uow.now)
+            for n, (row, entry) in enumerate(zip(events, entries, strict=True))
+        ),
+        # xid8's binary form is an 8-byte big-endian integer, int8's too (below 2**63).
+        binary_types=("int8", "int8", "int8", "bytea", "timestamptz"),
     )
-    await sql.run(
+    await sql.copy_rows(
         uow,
-        "INSERT INTO audit_tree_hashes (idx, hash)"
-        " SELECT i, h FROM unnest(%(idx)s::bigint[], %(hash)s::bytea[]) AS x(i, h) ORDER BY i",
-        {"idx": list(range(first_hash, first_hash + len(hashes))), "hash": hashes},
+        "COPY audit_tree_hashes (idx, hash) FROM STDIN (FORMAT BINARY)",
+        enumerate(hashes, start=first_hash),
+        binary_types=("int8", "bytea"),
     )
     return len(entries)
 
 
-def entry_bytes(journal_id: int, envelope: dict[str, Any]) -> bytes:
-    return rfc8785.dumps({**envelope, "journal_id": journal_id})
+def entry_bytes(journal_id: int, envelope: str) -> bytes:
+    """The entry: the event's envelope plus its journal id, as RFC 8785 bytes."""
+    event = orjson.loads(envelope)
+    event["journal_id"] = journal_id
+    return canonical_value(event)
 
 
 async def _grow(uow: UnitOfWork, size: int, leaves: Sequence[bytes]) -> list[bytes]:
     """The stored hashes that appending `leaves` to a tree of `size` adds, in index order."""
-    stored = merkle.stored_hash_count(size)
-    wanted = {
-        index
-        for n in range(size, size + len(leaves))
-        for index in merkle.append_indexes(n)
-        if index < stored
-    }
-    known = dict(zip(sorted(wanted), await read_hashes(uow, sorted(wanted)), strict=True))
-    added: list[bytes] = []
-    for offset, leaf in enumerate(leaves):
-        n = size + offset
-        new = merkle.append_hashes(n, leaf, [known[i] for i in merkle.append_indexes(n)])
-        known.update(enumerate(new, start=merkle.stored_hash_index(0, n)))
-        added.extend(new)
-    return added
+    tree = merkle.RootBuilder(size, await read_hashes(uow, merkle.root_indexes(size)))
+    return [h for leaf in leaves for h in tree.append(leaf)]
 
 
-async def read_hashes(uow: UnitOfWork, indexes: Sequence[int]) -> list[bytes]:
+@overload
+async def read_hashes(uow: UnitOfWork, indexes: Sequence[int]) -> list[bytes]: ...
+@overload
+async def read_hashes(
+    uow: UnitOfWork, indexes: Sequence[int], *, missing_ok: Literal[True]
+) -> list[bytes | None]: ...
+async def read_hashes(
+    uow: UnitOfWork, indexes: Sequence[int], *, missing_ok: bool = False
+) -> list[bytes] | list[bytes | None]:
     """The stored hashes at `indexes`, in that order (one query)."""
     if not indexes:
         return []
@@ -135,6 +133,8 @@ async def read_hashes(uow: UnitOfWork, indexes: Sequence[int]) -> list[bytes]:
         {"idx": list(set(indexes))},
     )
     found = {row["idx"]: bytes(row["hash"]) for row in rows}
+    if missing_ok:
+        return [found.get(i) for i in indexes]
     missing = [i for i in indexes if i not in found]
     if missing:
         raise LogCorrupted(f"stored tree hashes {missing[:5]} are missing")
@@ -215,27 +215,33 @@ async def checkpoints(uow: UnitOfWork, *, up_to_size: int) -> list[StoredCheckpo
     return [_stored(row) for row in rows]
 
 
-async def _checked_size(uow: UnitOfWork, size: int) -> None:
-    current = await tree_size(uow)
-    if size > current:
-        raise InvalidRequest(
-            "beyond_tree", f"the tree has {current} entries", size=size, tree_size=current
-        )
+async def _hashes_within(uow: UnitOfWork, indexes: list[int], size: int) -> list[bytes]:
+    """The stored hashes at `indexes`, read in the same query that checks the tree reaches
+    `size` (its last stored hash exists: hashes are written with their entries, gaplessly)."""
+    last = merkle.stored_hash_count(size) - 1
+    found = await read_hashes(uow, [*indexes, last], missing_ok=True)
+    if size and found[-1] is None:
+        raise InvalidRequest("beyond_tree", f"the tree has fewer than {size} entries", size=size)
+    hashes = [h for h in found[:-1] if h is not None]
+    if len(hashes) != len(indexes):
+        raise LogCorrupted("stored tree hashes are missing")
+    return hashes
 
 
-async def inclusion_proof(uow: UnitOfWork, *, index: int, size: int) -> list[bytes]:
+async def inclusion_proof(uow: UnitOfWork, *, index: int, size: int) -> tuple[bytes, list[bytes]]:
+    """Entry `index`'s leaf hash and its audit path in the tree of `size` (one query)."""
     if not 0 <= index < size:
         raise InvalidRequest("bad_range", "need 0 <= index < size", index=index, size=size)
-    await _checked_size(uow, size)
-    indexes = merkle.inclusion_indexes(index, size)
-    return merkle.inclusion_from(index, size, await read_hashes(uow, indexes))
+    path = merkle.inclusion_indexes(index, size)
+    *hashes, leaf = await _hashes_within(uow, [*path, merkle.stored_hash_index(0, index)], size)
+    return leaf, merkle.inclusion_from(index, size, hashes)
 
 
 async def consistency_proof(uow: UnitOfWork, *, size1: int, size2: int) -> list[bytes]:
     if not 0 <= size1 <= size2:
         raise InvalidRequest("bad_range", "need 0 <= from <= to", size1=size1, size2=size2)
-    await _checked_size(uow, size2)
-    return await stored_consistency_proof(uow, size1=size1, size2=size2)
+    hashes = await _hashes_within(uow, merkle.consistency_indexes(size1, size2), size2)
+    return merkle.consistency_from(size1, size2, hashes)
 
 
 async def stored_consistency_proof(uow: UnitOfWork, *, size1: int, size2: int) -> list[bytes]:

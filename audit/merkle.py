@@ -219,11 +219,20 @@ class MemoryTree:
 
 
 class RootBuilder:
-    """Streaming roots in O(log n) memory: the hashes of the complete subtrees so far."""
+    """Streaming roots in O(log n) memory: the hashes of the complete subtrees so far.
 
-    def __init__(self) -> None:
-        self._stack: list[bytes] = []
-        self._size = 0
+    It resumes a tree of `size` leaves from its right edge, the stored hashes at
+    root_indexes(size); `append` returns the hashes that adding the leaf stores, so the
+    integrator grows the stored tree without any index arithmetic per leaf.
+    """
+
+    def __init__(self, size: int = 0, edge: Sequence[bytes] = ()) -> None:
+        _natural(size=size)
+        _expect_count(edge, size.bit_count())
+        for h in edge:
+            _expect_hash("edge", h)
+        self._stack: list[bytes] = list(edge)
+        self._size = size
 
     @property
     def size(self) -> int:
@@ -237,6 +246,19 @@ class RootBuilder:
             n >>= 1
         self._stack.append(h)
         self._size += 1
+
+    def append(self, leaf: bytes) -> list[bytes]:
+        """Add `leaf`; the stored hashes it creates: itself, then each subtree it completes."""
+        _expect_hash("leaf", leaf)
+        h, n = leaf, self._size
+        stored = [h]
+        while n & 1:
+            h = node_hash(self._stack.pop(), h)
+            stored.append(h)
+            n >>= 1
+        self._stack.append(h)
+        self._size += 1
+        return stored
 
     def root(self) -> bytes:
         return _fold(self._stack) if self._stack else EMPTY_ROOT

@@ -15,7 +15,9 @@ class AuditEntry(Base):
     __table_args__ = (sa.CheckConstraint("idx >= 0", name="idx_natural"),)
 
     idx: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
-    journal_id: Mapped[int] = mapped_column(sa.ForeignKey("journal_events.id"), unique=True)
+    # No foreign key: it cost 15 % of integration throughput, and the only writer takes the id
+    # from the journal row it has just read (decision 0009). Unique: an event enters once.
+    journal_id: Mapped[int] = mapped_column(sa.BigInteger, unique=True)
     txid: Mapped[int] = mapped_column(Xid8)
     entry: Mapped[bytes] = mapped_column(sa.LargeBinary)
     integrated_at: Mapped[datetime] = mapped_column(TS)

@@ -13,21 +13,24 @@ import argparse
 import base64
 import binascii
 import collections
+import concurrent.futures
+import contextlib
 import itertools
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TypeGuard
 
-import rfc8785
-
+from audit.canonical import is_canonical
 from audit.merkle import HASH_SIZE, ProofError, RootBuilder, leaf_hash, verify_consistency
 from audit.note import Checkpoint, NoteError, Verifier, open_checkpoint
 
 FORMAT = "pitwarden-audit-export/1"
-PROGRESS_EVERY = 10_000
+PROGRESS_EVERY = 10_000  # entries; also the size of the chunks checked together
+PARALLEL_FROM = 50_000  # entries: below this, worker processes cost more than they save
 
 Progress = Callable[[int, int], None]
 
@@ -234,18 +237,36 @@ def _check_entries(
     tally: _Tally,
     progress: Progress | None,
 ) -> None:
-    """Rebuild the tree entry by entry and hold it against every signed root on the way."""
+    """Rebuild the tree entry by entry and hold it against every signed root on the way.
+
+    Entries go by in chunks. Whether each is canonical JSON is checked by worker processes a
+    few chunks ahead (the costliest check, and independent of order), so that on a large
+    export every core works; the first bad index is the same as a plain loop would find.
+    """
     builder = RootBuilder()
     targets.check(builder)
-    with (directory / "leaf-hashes.bin").open("rb") as stored:
-        for index, entry in _entries(directory / "entries.jsonl"):
-            builder.add(_check_entry(index, entry, stored.read(HASH_SIZE)))
-            tally.entries = index + 1
-            targets.check(builder)
-            if progress and tally.entries % PROGRESS_EVERY == 0:
+    with (
+        (directory / "leaf-hashes.bin").open("rb") as stored,
+        _canonical_checks(manifest.size) as check,
+    ):
+        for (start, chunk, unterminated), not_canonical in check(
+            _chunks(directory / "entries.jsonl")
+        ):
+            leaves = stored.read(HASH_SIZE * len(chunk))
+            for offset, entry in enumerate(chunk):
+                index = start + offset
+                if unterminated and offset == len(chunk) - 1:
+                    raise _Failure("the last entry does not end with a newline", index)
+                stored_leaf = leaves[offset * HASH_SIZE : (offset + 1) * HASH_SIZE]
+                builder.add(_check_leaf(index, entry, stored_leaf))
+                if offset == not_canonical:
+                    raise _Failure("the entry is not RFC 8785 canonical JSON", index)
+                targets.check(builder)
+            tally.entries = start + len(chunk)
+            if progress:
                 progress(tally.entries, manifest.size)
-    if progress and (tally.entries % PROGRESS_EVERY or not tally.entries):
-        progress(tally.entries, manifest.size)  # the end, unless the loop just reported it
+    if progress and not tally.entries:
+        progress(0, manifest.size)
     if targets.due:
         missing = targets.due[0]
         raise _Failure(
@@ -260,15 +281,58 @@ def _check_entries(
         )
 
 
-def _entries(path: Path) -> Iterator[tuple[int, bytes]]:
+# (index of the first entry, the entries, whether the last one lacks its newline)
+Chunk = tuple[int, list[bytes], bool]
+Checked = Iterator[tuple[Chunk, int | None]]
+
+
+def _chunks(path: Path) -> Iterator[Chunk]:
+    chunk: list[bytes] = []
+    start = 0
     with path.open("rb") as lines:
-        for index, line in enumerate(lines):
-            if not line.endswith(b"\n"):
-                raise _Failure("the last entry does not end with a newline", index)
-            yield index, line[:-1]
+        for line in lines:
+            if not line.endswith(b"\n"):  # only the file's last line can lack it
+                chunk.append(line)
+                yield start, chunk, True
+                return
+            chunk.append(line[:-1])
+            if len(chunk) == PROGRESS_EVERY:
+                yield start, chunk, False
+                start, chunk = start + len(chunk), []
+    if chunk:
+        yield start, chunk, False
 
 
-def _check_entry(index: int, entry: bytes, stored: bytes) -> bytes:
+def _first_not_canonical(chunk: list[bytes]) -> int | None:
+    return next((n for n, entry in enumerate(chunk) if not is_canonical(entry)), None)
+
+
+@contextlib.contextmanager
+def _canonical_checks(size: int) -> Iterator[Callable[[Iterator[Chunk]], Checked]]:
+    """Each chunk, in order, with the offset of its first entry that is not canonical."""
+    workers = os.cpu_count() or 1
+    if size < PARALLEL_FROM or workers == 1:
+        yield lambda chunks: ((chunk, _first_not_canonical(chunk[1])) for chunk in chunks)
+        return
+    with concurrent.futures.ProcessPoolExecutor(workers) as pool:
+
+        def checked(chunks: Iterator[Chunk]) -> Checked:
+            ahead: collections.deque[tuple[Chunk, concurrent.futures.Future[int | None]]] = (
+                collections.deque()
+            )
+            for chunk in chunks:
+                ahead.append((chunk, pool.submit(_first_not_canonical, chunk[1])))
+                if len(ahead) > workers:
+                    done, result = ahead.popleft()
+                    yield done, result.result()
+            while ahead:
+                done, result = ahead.popleft()
+                yield done, result.result()
+
+        yield checked
+
+
+def _check_leaf(index: int, entry: bytes, stored: bytes) -> bytes:
     leaf = leaf_hash(entry)
     if len(stored) != HASH_SIZE:
         raise _Failure("leaf-hashes.bin ends before this entry", index)
@@ -276,12 +340,6 @@ def _check_entry(index: int, entry: bytes, stored: bytes) -> bytes:
         raise _Failure(
             "the entry differs from the one the log hashed (changed, inserted or removed)", index
         )
-    try:
-        canonical = rfc8785.dumps(json.loads(entry)) == entry
-    except (ValueError, rfc8785.CanonicalizationError):
-        canonical = False
-    if not canonical:
-        raise _Failure("the entry is not RFC 8785 canonical JSON", index)
     return leaf
 
 

@@ -6,7 +6,7 @@ A bet takes about a dozen statements, so the wallet path speaks SQL through the 
 connection of the same transaction; the ORM models stay the schema and serve the rest.
 """
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, LiteralString
 
 from psycopg import AsyncConnection
@@ -47,3 +47,23 @@ async def run(uow: UnitOfWork, query: LiteralString, params: Params) -> int:
     cursor = (await _driver(uow)).cursor()
     await cursor.execute(query, params)
     return cursor.rowcount
+
+
+async def copy_rows(
+    uow: UnitOfWork,
+    statement: LiteralString,
+    rows: Iterable[Sequence[Any]],
+    *,
+    binary_types: Sequence[str] = (),
+) -> None:
+    """Bulk-load with `COPY ... FROM STDIN`: constraints and triggers apply as for INSERT.
+
+    With `binary_types` (one PostgreSQL type name per column) the rows travel in binary: no
+    text escaping of byte strings on either side. The statement must then say FORMAT BINARY.
+    """
+    cursor = (await _driver(uow)).cursor()
+    async with cursor.copy(statement) as copy:
+        if binary_types:
+            copy.set_types(list(binary_types))
+        for row in rows:
+            await copy.write_row(row)

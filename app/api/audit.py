@@ -15,7 +15,7 @@ from app import schemas
 from app.api.admin import parse_instant
 from app.api.wallet import ERRORS
 from app.auth import Auditor, Uow
-from audit import log, merkle
+from audit import log
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"], responses=ERRORS)
 
@@ -60,10 +60,9 @@ async def checkpoint_at(
 @router.get("/proof/inclusion", response_model=schemas.InclusionProof)
 async def inclusion(uow: Uow, _: Auditor, index: Index, size: Index) -> schemas.InclusionProof:
     """Proof that entry `index` is in the tree of `size` entries (size of a checkpoint)."""
-    proof = await log.inclusion_proof(uow, index=index, size=size)
-    leaf = await log.read_hashes(uow, [merkle.stored_hash_index(0, index)])
+    leaf, proof = await log.inclusion_proof(uow, index=index, size=size)
     return schemas.InclusionProof(
-        index=index, size=size, leaf_hash=_b64(leaf[0]), proof=[_b64(h) for h in proof]
+        index=index, size=size, leaf_hash=_b64(leaf), proof=[_b64(h) for h in proof]
     )
 
 

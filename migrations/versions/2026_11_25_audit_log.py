@@ -1,7 +1,7 @@
 """Audit log: log entries, stored tree hashes and signed checkpoints, all write-once.
 
-The invariants live in PostgreSQL as well as in audit/log.py: indices are gapless (an entry or
-hash may only follow its predecessor), a journal event enters the log at most once, checkpoints
+The invariants live in PostgreSQL as well as in audit/log.py: indices are gapless (new entries
+or hashes are consecutive and follow what is there), a journal event enters the log at most once, checkpoints
 never shrink the tree or run ahead of it, and nothing written can be changed or removed by the
 application role (REVOKE plus triggers that fire even under session_replication_role = replica).
 A database superuser can still do all of it; docs/audit.md says how verification catches that.
@@ -50,11 +50,6 @@ def upgrade() -> None:
         sa.Column("entry", sa.LargeBinary(), nullable=False),
         sa.Column("integrated_at", sa.DateTime(timezone=True), nullable=False),
         sa.CheckConstraint("idx >= 0", name=op.f("ck_audit_entries_idx_natural")),
-        sa.ForeignKeyConstraint(
-            ["journal_id"],
-            ["journal_events.id"],
-            name=op.f("fk_audit_entries_journal_id_journal_events"),
-        ),
         sa.PrimaryKeyConstraint("idx", name=op.f("pk_audit_entries")),
         sa.UniqueConstraint("journal_id", name=op.f("uq_audit_entries_journal_id")),
     )
@@ -95,7 +90,7 @@ def downgrade() -> None:
     op.drop_table("audit_checkpoints")
     op.drop_table("audit_tree_hashes")
     op.drop_table("audit_entries")
-    op.execute("DROP FUNCTION pw_audit_follows_predecessor, pw_audit_checkpoint_in_order")
+    op.execute("DROP FUNCTION pw_audit_appended_in_order, pw_audit_checkpoint_in_order")
     op.drop_constraint(op.f("ck_api_clients_role"), "api_clients", type_="check")
     op.create_check_constraint(
         op.f("ck_api_clients_role"), "api_clients", "role IN ('game_provider', 'operator')"
@@ -106,19 +101,30 @@ def downgrade() -> None:
 
 INVARIANTS_SQL = (
     """
--- Gapless: index 0, or the predecessor is already there. A row trigger sees the rows that the
--- same INSERT processed before it, so a batch written in index order passes.
-CREATE FUNCTION pw_audit_follows_predecessor() RETURNS trigger LANGUAGE plpgsql AS $$
+-- Gapless, checked once per statement (the integrator appends thousands of rows in one):
+-- the new indices are consecutive, and the first follows a row that was already there.
+CREATE FUNCTION pw_audit_appended_in_order() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
+    first_idx bigint;
+    last_idx bigint;
+    added bigint;
     predecessor_exists boolean;
 BEGIN
-    EXECUTE format('SELECT EXISTS (SELECT FROM %I WHERE idx = $1)', TG_TABLE_NAME)
-        INTO predecessor_exists USING NEW.idx - 1;
-    IF NEW.idx > 0 AND NOT predecessor_exists THEN
-        RAISE EXCEPTION '% index % would leave a gap: % is missing',
-            TG_TABLE_NAME, NEW.idx, NEW.idx - 1 USING ERRCODE = 'check_violation';
+    SELECT min(idx), max(idx), count(*) INTO first_idx, last_idx, added FROM appended;
+    IF added = 0 THEN
+        RETURN NULL;
     END IF;
-    RETURN NEW;
+    IF last_idx - first_idx + 1 <> added THEN
+        RAISE EXCEPTION '% indices % to % would leave a gap', TG_TABLE_NAME, first_idx, last_idx
+            USING ERRCODE = 'check_violation';
+    END IF;
+    EXECUTE format('SELECT EXISTS (SELECT FROM %I WHERE idx = $1)', TG_TABLE_NAME)
+        INTO predecessor_exists USING first_idx - 1;
+    IF first_idx > 0 AND NOT predecessor_exists THEN
+        RAISE EXCEPTION '% index % would leave a gap: % is missing',
+            TG_TABLE_NAME, first_idx, first_idx - 1 USING ERRCODE = 'check_violation';
+    END IF;
+    RETURN NULL;
 END $$;
 
 -- A checkpoint commits to entries that exist; the published tree never shrinks, nor its clock.
@@ -141,10 +147,12 @@ BEGIN
     RETURN NEW;
 END $$;
 
-CREATE TRIGGER audit_entries_follow BEFORE INSERT ON audit_entries
-    FOR EACH ROW EXECUTE FUNCTION pw_audit_follows_predecessor();
-CREATE TRIGGER audit_tree_hashes_follow BEFORE INSERT ON audit_tree_hashes
-    FOR EACH ROW EXECUTE FUNCTION pw_audit_follows_predecessor();
+CREATE TRIGGER audit_entries_follow AFTER INSERT ON audit_entries
+    REFERENCING NEW TABLE AS appended
+    FOR EACH STATEMENT EXECUTE FUNCTION pw_audit_appended_in_order();
+CREATE TRIGGER audit_tree_hashes_follow AFTER INSERT ON audit_tree_hashes
+    REFERENCING NEW TABLE AS appended
+    FOR EACH STATEMENT EXECUTE FUNCTION pw_audit_appended_in_order();
 CREATE TRIGGER audit_checkpoints_in_order BEFORE INSERT ON audit_checkpoints
     FOR EACH ROW EXECUTE FUNCTION pw_audit_checkpoint_in_order();
 ALTER TABLE audit_entries ENABLE ALWAYS TRIGGER audit_entries_follow;

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from app.signing import signed_headers
+from audit.note import Verifier, open_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 PITWARDEN = Path(sys.executable).parent / "pitwarden"
@@ -82,6 +83,25 @@ def wait_until_up(port: int) -> None:
     pytest.fail("the server did not come up")
 
 
+def wait_for_checkpoint(port: int, secret: str) -> str:
+    """The server integrates the demo's events and signs a checkpoint within seconds."""
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        headers = signed_headers(
+            client_id="mga-regulator",
+            secret=secret,
+            method="GET",
+            path="/v1/audit/checkpoint",
+            body=b"",
+        )
+        answer = httpx.get(f"http://127.0.0.1:{port}/v1/audit/checkpoint", headers=headers)
+        if answer.status_code == 200:
+            return answer.text
+        assert answer.json()["error"]["code"] == "no_checkpoint"
+        time.sleep(0.2)
+    pytest.fail("no checkpoint was published")
+
+
 def stop(process: subprocess.Popen[str], how: signal.Signals = signal.SIGINT) -> None:
     """Ctrl-C or SIGTERM: uvicorn shuts down, then the process exits with 128 + signal."""
     process.send_signal(how)
@@ -121,8 +141,17 @@ def test_serve_demo_answers_signed_requests_and_stops_cleanly(data_dir: Path) ->
         assert answer.json()["balance"] == "395.00"
         docs = httpx.get(f"http://127.0.0.1:{port}/docs")
         assert docs.status_code == 200
+        regulator = re.search(r"X-Client-Id=mga-regulator\s+secret=(\S+)", banner)
+        assert regulator, banner
+        note = wait_for_checkpoint(port, regulator.group(1))
     finally:
         stop(process)
+    # the background integrator signed it with the key the CLI exports
+    keys = run_cli(data_dir, "audit", "public-keys")
+    assert keys.returncode == 0, keys.stderr
+    checkpoint, signed_by = open_checkpoint(note, [Verifier.from_string(keys.stdout.strip())])
+    assert checkpoint.size > 0
+    assert len(signed_by) == 1
     assert not (data_dir / "postgres" / "postmaster.pid").exists(), "the database kept running"
 
     # a second run reuses the data: same demo, same secrets, no second seeding
@@ -139,7 +168,8 @@ def test_cli_help_lists_every_command() -> None:
     out = subprocess.run(  # noqa: S603
         [str(PITWARDEN), "--help"], capture_output=True, text=True, check=True
     ).stdout
-    for command in ("serve", "migrate", "demo", "ledger", "fx", "players", "clients", "client"):
+    commands = ("serve", "migrate", "demo", "ledger", "fx", "players", "clients", "client", "audit")
+    for command in commands:
         assert re.search(rf"│ {command}\s", out), command
 
 
@@ -154,3 +184,28 @@ def test_ledger_balance_at_from_the_command_line(data_dir: Path) -> None:
     missing = run_cli(data_dir, "ledger", "balance", "player:nobody:cash")
     assert missing.returncode == 2
     assert json.loads(missing.stderr)["error"]["code"] == "unknown_account"
+
+
+def test_a_regulator_round_trip_from_the_command_line(data_dir: Path, tmp_path: Path) -> None:
+    """Integrate, export, hand over the public key, verify offline, and see the books as of now."""
+    integrated = run_cli(data_dir, "audit", "integrate")
+    assert integrated.returncode == 0, integrated.stderr
+    assert integrated.stdout.startswith("integrated ")
+    key = tmp_path / "log.vkey"
+    key.write_text(run_cli(data_dir, "audit", "public-keys").stdout)
+    exported = run_cli(data_dir, "audit", "export", str(tmp_path / "export"))
+    assert exported.returncode == 0, exported.stderr
+    verified = run_cli(data_dir, "audit", "verify", str(tmp_path / "export"), "--key", str(key))
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert verified.stdout.startswith("OK: ")
+    lines = (tmp_path / "export" / "entries.jsonl").read_bytes().splitlines()
+    lines[0] = lines[0].replace(b'"event":"', b'"event":"x', 1)
+    (tmp_path / "export" / "entries.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    tampered = run_cli(data_dir, "audit", "verify", str(tmp_path / "export"), "--key", str(key))
+    assert tampered.returncode == 1
+    assert tampered.stdout.startswith("FAIL at index 0:")
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 1))
+    books = run_cli(data_dir, "audit", "as-of", now)
+    assert books.returncode == 0, books.stdout + books.stderr
+    assert "player:00000000-0000-4000-8000-000000000001:cash" in books.stdout
+    assert books.stdout.rstrip().endswith("accounts agree")

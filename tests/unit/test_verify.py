@@ -325,3 +325,45 @@ def test_the_command_line_shows_progress_on_long_runs(
 def test_an_export_without_checkpoints_proves_nothing(tmp_path: Path, key: Signer) -> None:
     write_export(tmp_path, [_entry(i) for i in range(5)], (), [key])
     assert _check(tmp_path, key).message == "FAIL: the export has no signed checkpoint"
+
+
+@pytest.mark.parametrize(
+    ("edit", "index", "reason"),
+    [
+        (_change_byte, 17, "the entry differs"),
+        (_swap, 10, "the entry differs"),
+        (lambda lines: lines.__setitem__(3, b'{"idx": 3}'), 3, "the entry differs"),
+    ],
+    ids=["byte-changed", "swapped", "differs-and-not-canonical"],
+)
+def test_worker_processes_find_the_same_first_bad_index(
+    export: Path,
+    key: Signer,
+    monkeypatch: pytest.MonkeyPatch,
+    edit: Callable[[list[bytes]], None],
+    index: int,
+    reason: str,
+) -> None:
+    """Large exports are checked in chunks by several processes; the verdict must not change."""
+    monkeypatch.setattr(verify, "PROGRESS_EVERY", 7)  # chunks of 7 entries
+    monkeypatch.setattr(verify, "PARALLEL_FROM", 0)
+    assert _check(export, key).ok
+    _edit_entries(export, edit)
+    report = _check(export, key)
+    assert report.first_bad_index == index
+    assert report.message.startswith(f"FAIL at index {index}: {reason}")
+
+
+def test_worker_processes_name_a_non_canonical_entry(
+    tmp_path: Path, key: Signer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(verify, "PROGRESS_EVERY", 7)
+    monkeypatch.setattr(verify, "PARALLEL_FROM", 0)
+    entries = [_entry(i) for i in range(50)]
+    entries[33] = b'{"idx": 33}'
+    write_export(tmp_path, entries, SIZES, [key])
+    report = _check(tmp_path, key)
+    assert (report.first_bad_index, report.reason) == (
+        33,
+        "the entry is not RFC 8785 canonical JSON",
+    )
