@@ -1,6 +1,7 @@
 """The `pitwarden` command line."""
 
 import asyncio
+import contextlib
 import json
 import shlex
 import signal
@@ -265,6 +266,25 @@ def audit_integrate(
             _echo_checkpoint(done.published)
 
     run_with_uow(settings, work)
+
+
+@audit_cli.command("follow")
+def audit_follow() -> None:
+    """Keep the log current until stopped (Ctrl-C): what `serve` does in the background, as a
+    process of its own for deployments that set PITWARDEN_AUDIT_IN_SERVER=0."""
+    settings = _settings()
+    typer.echo(f"following the journal into {settings.audit_origin} (Ctrl-C stops)")
+
+    async def work(uows: UnitOfWorkFactory) -> None:
+        await auditing.keep_log_current(
+            uows,
+            origin=settings.audit_origin,
+            signers=keys.signers(settings),
+            interval_s=settings.audit_interval_s,
+        )
+
+    with contextlib.suppress(KeyboardInterrupt):
+        run_with_uow(settings, work)
 
 
 @audit_cli.command("checkpoint")

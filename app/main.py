@@ -87,18 +87,21 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        housekeeping = asyncio.create_task(forget_old_nonces(uow_factory, settings))
-        audit_log = asyncio.create_task(
-            auditing.keep_log_current(
-                uow_factory,
-                origin=settings.audit_origin,
-                signers=keys.signers(settings),
-                interval_s=settings.audit_interval_s,
+        tasks = [asyncio.create_task(forget_old_nonces(uow_factory, settings))]
+        if settings.audit_in_server:
+            tasks.append(
+                asyncio.create_task(
+                    auditing.keep_log_current(
+                        uow_factory,
+                        origin=settings.audit_origin,
+                        signers=keys.signers(settings),
+                        interval_s=settings.audit_interval_s,
+                    )
+                )
             )
-        )
         yield
-        housekeeping.cancel()
-        audit_log.cancel()
+        for task in tasks:
+            task.cancel()
         if engine is not None:
             await engine.dispose()
 

@@ -30,6 +30,9 @@ class Settings:
     audit_signing_keys: str = ""
     audit_key_file: Path | None = None  # default: <data_dir>/secrets/audit-signing-keys
     audit_interval_s: float = 1.0
+    # Whether `serve` keeps the audit log current itself; off when `pitwarden audit follow`
+    # runs as a process of its own (one integrator for many API processes).
+    audit_in_server: bool = True
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -56,4 +59,5 @@ class Settings:
             audit_interval_s=float(
                 env.get("PITWARDEN_AUDIT_INTERVAL_S", defaults.audit_interval_s)
             ),
+            audit_in_server=env.get("PITWARDEN_AUDIT_IN_SERVER", "1") not in {"0", "false", "no"},
         )

@@ -209,3 +209,32 @@ def test_a_regulator_round_trip_from_the_command_line(data_dir: Path, tmp_path: 
     assert books.returncode == 0, books.stdout + books.stderr
     assert "player:00000000-0000-4000-8000-000000000001:cash" in books.stdout
     assert books.stdout.rstrip().endswith("accounts agree")
+
+
+def test_audit_follow_keeps_the_log_current_as_its_own_process(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    env = os.environ | {"PITWARDEN_DATA_DIR": str(data_dir)}
+    follower = subprocess.Popen(  # noqa: S603 - our own console script
+        [str(PITWARDEN), "audit", "follow"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        player = run_cli(data_dir, "players", "create", "--currency", "EUR").stdout.strip()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            exported = run_cli(data_dir, "audit", "export", str(tmp_path / "export"))
+            assert exported.returncode == 0, exported.stderr
+            if player.encode() in (tmp_path / "export" / "entries.jsonl").read_bytes():
+                break
+        else:
+            pytest.fail("the follower did not integrate and checkpoint the new player")
+    finally:
+        follower.send_signal(signal.SIGINT)
+        assert follower.wait(timeout=30) == 0
+        assert follower.stdout is not None
+        assert "following the journal" in follower.stdout.read()
+        follower.stdout.close()
