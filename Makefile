@@ -32,6 +32,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.wallet
 	$(BIN)/python -m benchmarks.audit
+	$(BIN)/python -m benchmarks.vault
 
 clean:
 	rm -rf $(VENV) var

@@ -14,8 +14,10 @@ from typing import Annotated
 import typer
 
 from app import auditing, demo, signing
-from app.runtime import run_with_uow, with_uow_factory
+from app.runtime import run_with_uow, run_with_vault, vault_keys, with_both
 from audit import asof, export, keys, log, note, verify
+from compliance.vault import rotation
+from compliance.vault import service as vault_service
 from core import clients, fx, ledger, players
 from core.database import create_app_engine, prepare
 from core.errors import DomainError
@@ -44,6 +46,10 @@ audit_cli = typer.Typer(
     no_args_is_help=True,
 )
 cli.add_typer(audit_cli, name="audit")
+vault_cli = typer.Typer(
+    help="The PII vault: data subject export, key rotation.", no_args_is_help=True
+)
+cli.add_typer(vault_cli, name="vault")
 
 CLI_CONTEXT = EventContext(actor="cli", trace_id="cli")
 
@@ -79,9 +85,11 @@ def serve(
     settings = _settings()
     urls, _server = prepare(settings)
     if demo_data:
-        asyncio.run(with_uow_factory(urls.app, demo.seed))
+        asyncio.run(with_both(urls, demo.seeder(vault_keys(settings))))
     app = create_app(
-        settings=settings, engine=create_app_engine(urls.app, pool_size=settings.db_pool_size)
+        settings=settings,
+        engine=create_app_engine(urls.app, pool_size=settings.db_pool_size),
+        vault_engine=create_app_engine(urls.vault, pool_size=4),
     )
     typer.echo(f"Pitwarden on http://{settings.host}:{settings.port} (OpenAPI UI at /docs)")
     # uvloop and httptools (both dependencies) cut the server's CPU per request by about a
@@ -106,7 +114,8 @@ def migrate() -> None:
 @cli.command("demo")
 def demo_command() -> None:
     """Seed the demo (idempotent) and print its credentials."""
-    run_with_uow(_settings(), demo.seed)
+    settings = _settings()
+    run_with_vault(settings, demo.seeder(vault_keys(settings)))
 
 
 @ledger_cli.command("balance")
@@ -411,6 +420,55 @@ def audit_public_keys() -> None:
     """Print the verifier keys of every configured signing key, one a line."""
     for verifier in keys.verifiers(_settings()):
         typer.echo(verifier.to_string())
+
+
+@vault_cli.command("export")
+def vault_export(
+    player: Annotated[str, typer.Argument(help="Player id")],
+    actor: Annotated[str, typer.Option(help="Who asks (journaled)")] = "cli",
+) -> None:
+    """Everything the vault holds about PLAYER, as JSON (a data subject access request)."""
+    settings = _settings()
+
+    async def work(_: UnitOfWorkFactory, vault: UnitOfWorkFactory) -> dict[str, object]:
+        async with vault() as uow:
+            exported = await vault_service.export(
+                uow,
+                player_id=uuid.UUID(player),
+                actor=actor,
+                keys=vault_keys(settings),
+                ctx=CLI_CONTEXT,
+            )
+            await uow.commit()
+            return exported
+
+    try:
+        typer.echo(json.dumps(run_with_vault(settings, work), indent=2, ensure_ascii=False))
+    except DomainError as error:
+        _fail(error)
+
+
+@vault_cli.command("rotate-kek")
+def vault_rotate_kek(
+    batch: Annotated[int, typer.Option(help="Data keys per transaction")] = 1000,
+) -> None:
+    """Rewrap every data key under a new KEK version (fields untouched); resumes after a crash;
+    retires the versions no data key uses any more."""
+    settings = _settings()
+
+    async def work(_: UnitOfWorkFactory, vault: UnitOfWorkFactory) -> rotation.Rotation:
+        return await rotation.rotate_kek(
+            vault,
+            vault_keys(settings),
+            ctx=CLI_CONTEXT,
+            batch=batch,
+            progress=_progress("rewrapped"),
+        )
+
+    done = run_with_vault(settings, work)
+    retired = ", ".join(map(str, done.retired)) or "none"
+    typer.echo(f"KEK version {done.version}: {done.rewrapped} data keys rewrapped")
+    typer.echo(f"retired versions: {retired}")
 
 
 def main() -> None:

@@ -1,15 +1,20 @@
-"""A small demo: two game providers, an operator tool, a regulator, three funded players,
-FX rates.
+"""A small demo: two game providers, an operator tool, a regulator, three funded players with
+(invented) personal data in the vault, FX rates.
 
 Idempotent: a second run finds the demo and prints its credentials again.
 """
 
 import uuid
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 
 import sqlalchemy as sa
 
+from compliance.vault import service as vault
+from compliance.vault.keys import KeyProvider
+from compliance.vault.service import PersonalData
 from core import clients, fx, players, wallets
+from core.errors import Conflict
 from core.journal import EventContext
 from core.models import ApiClient
 from core.money import parse_amount
@@ -28,6 +33,54 @@ PLAYERS = (
     (uuid.UUID("00000000-0000-4000-8000-000000000002"), "EUR", "DE", "120.00", "0"),
     (uuid.UUID("00000000-0000-4000-8000-000000000003"), "USD", "SE", "500.00", "50.00"),
 )
+
+
+PERSONAL = {
+    PLAYERS[0][0]: PersonalData(
+        legal_name="Maria Borg",
+        date_of_birth="1988-03-14",
+        address="12 Triq il-Kbira, Mosta",
+        country="MT",
+        email="maria.borg@example.com",
+        phone="+356 2123 4567",
+        national_id="0123456M",
+        iban="MT84MALT011000012345MTLCAST001S",
+    ),
+    PLAYERS[1][0]: PersonalData(
+        legal_name="Jonas Weber",
+        date_of_birth="1979-11-02",
+        address="Hauptstrasse 5, 10115 Berlin",
+        country="DE",
+        email="jonas.weber@example.de",
+        phone="+49 30 1234567",
+        national_id="T22000129",
+        iban="DE89370400440532013000",
+    ),
+    PLAYERS[2][0]: PersonalData(
+        legal_name="Astrid Lindqvist",
+        date_of_birth="1995-07-21",
+        address="Storgatan 1, 111 22 Stockholm",
+        country="SE",
+        email="astrid.lindqvist@example.se",
+        phone="+46 8 123 456 78",
+        national_id="19950721-1234",
+        iban="SE4550000000058398257466",
+    ),
+}
+
+
+def seeder(keys: KeyProvider) -> Callable[[UnitOfWorkFactory, UnitOfWorkFactory], Awaitable[None]]:
+    async def seed_both(uows: UnitOfWorkFactory, vault_uows: UnitOfWorkFactory) -> None:
+        await seed(uows)
+        for player_id, data in PERSONAL.items():
+            async with vault_uows() as uow:
+                try:
+                    await vault.store(uow, player_id=player_id, data=data, keys=keys, ctx=CTX)
+                except Conflict:  # stored by an earlier run
+                    continue
+                await uow.commit()
+
+    return seed_both
 
 
 async def seed(uows: UnitOfWorkFactory) -> None:

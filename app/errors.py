@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException
 
-from core.errors import Conflict, DomainError, InvalidRequest, NotFound
+from core.errors import Conflict, DomainError, Gone, InvalidRequest, NotFound, Refused
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,8 @@ STATUS = {
     BadRequest: 400,
     Unauthorized: 401,
     Forbidden: 403,
+    Refused: 403,
+    Gone: 410,
     NotFound: 404,
     Conflict: 409,
     InvalidRequest: 422,

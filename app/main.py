@@ -11,8 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import auditing, errors
-from app.api import admin, audit, wallet
+from app.api import admin, audit, vault, wallet
+from app.runtime import vault_keys
 from audit import keys
+from compliance.vault.keys import KeyProvider
 from core import clients
 from core.settings import Settings
 from core.uow import Clock, UnitOfWorkFactory, utc_now
@@ -78,12 +80,21 @@ def create_app(
     settings: Settings,
     engine: AsyncEngine | None = None,
     uow_factory: UnitOfWorkFactory | None = None,
+    vault_engine: AsyncEngine | None = None,
+    vault_uow_factory: UnitOfWorkFactory | None = None,
+    vault_key_provider: KeyProvider | None = None,
     clock: Clock = utc_now,
 ) -> FastAPI:
-    """Build the app on an engine (owned and disposed by the app) or a ready UoW factory."""
+    """Build the app on engines (owned and disposed by the app) or ready UoW factories: one for
+    the application role, one for the vault role."""
     if uow_factory is None:
         assert engine is not None  # noqa: S101 - one of the two is required
         uow_factory = UnitOfWorkFactory(async_sessionmaker(engine, expire_on_commit=False), clock)
+    if vault_uow_factory is None:
+        assert vault_engine is not None  # noqa: S101 - one of the two is required
+        vault_uow_factory = UnitOfWorkFactory(
+            async_sessionmaker(vault_engine, expire_on_commit=False), clock
+        )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -102,8 +113,9 @@ def create_app(
         yield
         for task in tasks:
             task.cancel()
-        if engine is not None:
-            await engine.dispose()
+        for owned in (engine, vault_engine):
+            if owned is not None:
+                await owned.dispose()
 
     app = FastAPI(
         title="Pitwarden",
@@ -114,10 +126,13 @@ def create_app(
     )
     app.state.settings = settings
     app.state.uow_factory = uow_factory
+    app.state.vault_uow_factory = vault_uow_factory
+    app.state.vault_keys = vault_key_provider or vault_keys(settings)
     errors.install(app)
     app.include_router(wallet.router)
     app.include_router(admin.router)
     app.include_router(audit.router)
+    app.include_router(vault.router)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:

@@ -7,7 +7,8 @@ from typing import TypeVar
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from core.database import create_app_engine, prepare
+from compliance.vault.keys import KeyProvider, LocalKeyFile
+from core.database import DatabaseUrls, create_app_engine, prepare
 from core.settings import Settings
 from core.uow import UnitOfWorkFactory
 
@@ -29,3 +30,26 @@ async def with_uow_factory(url: URL, work: Work[T]) -> T:
 def run_with_uow(settings: Settings, work: Work[T]) -> T:
     urls, _server = prepare(settings)
     return asyncio.run(with_uow_factory(urls.app, work))
+
+
+VaultWork = Callable[[UnitOfWorkFactory, UnitOfWorkFactory], Awaitable[T]]
+
+
+async def with_both(urls: DatabaseUrls, work: VaultWork[T]) -> T:
+    """Run async work with units of work for the application role and for the vault role."""
+    vault_engine = create_app_engine(urls.vault, pool_size=2)
+    try:
+        vault = UnitOfWorkFactory(async_sessionmaker(vault_engine, expire_on_commit=False))
+        return await with_uow_factory(urls.app, lambda app: work(app, vault))
+    finally:
+        await vault_engine.dispose()
+
+
+def run_with_vault(settings: Settings, work: VaultWork[T]) -> T:
+    urls, _server = prepare(settings)
+    return asyncio.run(with_both(urls, work))
+
+
+def vault_keys(settings: Settings) -> KeyProvider:
+    """The vault's key provider: the local key file unless configured elsewhere."""
+    return LocalKeyFile(settings.vault_key_file or settings.data_dir / "secrets" / "vault-keys")

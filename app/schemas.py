@@ -249,3 +249,95 @@ class AuditEntry(BaseModel):
 
 class AuditEntries(BaseModel):
     entries: list[AuditEntry]
+
+
+# -- PII vault -----------------------------------------------------------------------------------
+
+EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$"
+IBAN_PATTERN = r"^[A-Za-z]{2}[0-9]{2}[A-Za-z0-9 ]{8,40}$"
+Text300 = Annotated[str, StringConstraints(min_length=1, max_length=300, pattern=TEXT_PATTERN)]
+
+
+class PersonalDataIn(Strict):
+    """Stored only in the vault, sealed per field; every field optional."""
+
+    legal_name: Label | None = Field(default=None, examples=["Maria Borg"])
+    date_of_birth: (
+        Annotated[str, StringConstraints(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")] | None
+    ) = Field(default=None, examples=["1990-04-17"])
+    address: Text300 | None = Field(default=None, examples=["12 Triq il-Kbira, Mosta"])
+    country: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")] | None = Field(
+        default=None, examples=["MT"]
+    )
+    email: Annotated[str, StringConstraints(max_length=254, pattern=EMAIL_PATTERN)] | None = Field(
+        default=None, examples=["maria@example.com"]
+    )
+    phone: Annotated[str, StringConstraints(pattern=r"^\+?[0-9][0-9 ()-]{5,24}$")] | None = Field(
+        default=None, examples=["+356 2123 4567"]
+    )
+    national_id: Tag | None = Field(default=None, examples=["0123456M"])
+    iban: Annotated[str, StringConstraints(pattern=IBAN_PATTERN)] | None = Field(
+        default=None, examples=["MT84MALT011000012345MTLCAST001S"]
+    )
+
+
+class NewRegisteredPlayer(Strict):
+    currency: Currency
+    jurisdiction: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")] = Field(examples=["MT"])
+    personal: PersonalDataIn
+
+
+class PossibleDuplicate(BaseModel):
+    kind: str
+    player_id: uuid.UUID
+
+
+class PlayerRegistered(BaseModel):
+    player_id: uuid.UUID
+    currency: str
+    jurisdiction: str
+    tokens: dict[str, str] = Field(description="Field tokens: the only way the rest refers to PII")
+    possible_duplicates: list[PossibleDuplicate]
+
+
+class Actor(Strict):
+    actor: Tag = Field(description="The officer acting", examples=["officer-17"])
+    actor_role: Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,40}$")] = Field(
+        examples=["compliance_officer"]
+    )
+
+
+class RevealRequest(Actor):
+    field: Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,40}$")] = Field(examples=["iban"])
+    purpose: Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,40}$")] = Field(
+        examples=["aml_case"]
+    )
+    document_token: Tag | None = None
+
+
+class Revealed(BaseModel):
+    field: str
+    value: str = Field(description="In clear; a document's bytes in standard base64")
+    decision: str
+
+
+class ErasureRequest(Strict):
+    actor: Tag
+    reason: Label
+
+
+class Erased(BaseModel):
+    player_id: uuid.UUID
+    erased_at: datetime
+
+
+class NewDocument(Strict):
+    kind: Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,40}$")] = Field(
+        examples=["passport_front"]
+    )
+    content_type: Annotated[str, StringConstraints(pattern=r"^[a-z]+/[a-z0-9.+-]{1,60}$")]
+    content_base64: Annotated[str, StringConstraints(max_length=48_000)]
+
+
+class DocumentStored(BaseModel):
+    token: str

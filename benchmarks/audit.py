@@ -28,14 +28,13 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from app import auditing
 from audit import export, log, verify
 from audit.note import Signer
-from benchmarks.wallet import machine, pct
+from benchmarks.wallet import machine, pct, write_doc
 from core.database import create_app_engine, prepare
 from core.settings import Settings
 from core.uow import UnitOfWorkFactory
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "var" / "bench-audit"
-DOC = ROOT / "docs" / "benchmarks.md"
 ENTRIES = int(os.environ.get("BENCH_AUDIT_ENTRIES", "1000000"))
 LAG_SECONDS = float(os.environ.get("BENCH_SECONDS", "10"))
 LAG_RATE = 2000  # events/s the writers aim for while lag is measured
@@ -194,14 +193,6 @@ Last run: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, `make bench` (`benchmarks/audi
 {END}"""
 
 
-def write_doc(section: str) -> None:
-    text = DOC.read_text()
-    if BEGIN not in text:
-        text += f"\n## Audit log\n\n{BEGIN}\n{END}\n"
-    head, rest = text.split(BEGIN, 1)
-    DOC.write_text(head + section + rest.split(END, 1)[1])
-
-
 async def run(settings: Settings) -> str:
     urls, _server = prepare(settings)
     owner = urls.owner.set(drivername="postgresql").render_as_string(hide_password=False)
@@ -234,7 +225,7 @@ def main() -> None:
     shutil.rmtree(DATA, ignore_errors=True)
     DATA.mkdir(parents=True)
     section = uvloop.run(run(Settings(data_dir=DATA)))
-    write_doc(section)
+    write_doc(section, begin=BEGIN, end=END, heading="## Audit log")
     print(section)
     sys.exit(0)
 

@@ -258,12 +258,14 @@ Targets at 16 clients (issue 2): p99 bet ≤ 25 ms — **{"met" if p99_ok else "
 {END}"""
 
 
-def write_doc(section: str) -> None:
-    text = DOC.read_text() if DOC.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
-    if BEGIN not in text:
-        text += f"\n{BEGIN}\n{END}\n"
-    head, rest = text.split(BEGIN, 1)
-    DOC.write_text(head + section + rest.split(END, 1)[1])
+def write_doc(section: str, *, begin: str = BEGIN, end: str = END, heading: str = "") -> None:
+    """Replace the text between the markers `begin` and `end` of docs/benchmarks.md (a
+    section with `heading` is appended on the first run); what lies outside is kept."""
+    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
+    if begin not in text:
+        text += f"\n{heading}\n\n{begin}\n{end}\n"
+    head, rest = text.split(begin, 1)
+    DOC.write_text(head + section + rest.split(end, 1)[1])
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ from alembic.config import Config
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from core.settings import APP_ROLE, Settings
+from core.settings import APP_ROLE, VAULT_ROLE, Settings
 
 log = logging.getLogger(__name__)
 DATABASE_NAME = "pitwarden"
@@ -28,6 +28,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 class DatabaseUrls:
     owner: URL
     app: URL
+    vault: URL
 
 
 def start_embedded(data_dir: Path, *, cleanup_mode: str | None = "stop") -> Any:  # noqa: ANN401
@@ -51,6 +52,10 @@ def app_url_for(owner: URL, password: str | None) -> URL:
     return owner.set(username=APP_ROLE, password=password or None)
 
 
+def vault_url_for(owner: URL, password: str | None) -> URL:
+    return owner.set(username=VAULT_ROLE, password=password or None)
+
+
 def ensure_database(owner: URL) -> None:
     """Create the database named in `owner` if it does not exist yet."""
     maintenance = create_engine_sync(owner.set(database="postgres"), autocommit=True)
@@ -63,17 +68,20 @@ def ensure_database(owner: URL) -> None:
     maintenance.dispose()
 
 
-def migrate(owner: URL, *, app_password: str | None = None) -> None:
-    """Apply every migration as the owner, then set the application role's password."""
+def migrate(
+    owner: URL, *, app_password: str | None = None, vault_password: str | None = None
+) -> None:
+    """Apply every migration as the owner, then set the roles' passwords."""
     engine = create_engine_sync(owner)
     with engine.begin() as conn:
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
-        if app_password:
-            quoted = conn.exec_driver_sql("SELECT quote_literal(%s)", (app_password,)).scalar()
-            conn.exec_driver_sql(f"ALTER ROLE {APP_ROLE} PASSWORD {quoted}")
+        for role, password in ((APP_ROLE, app_password), (VAULT_ROLE, vault_password)):
+            if password:
+                quoted = conn.exec_driver_sql("SELECT quote_literal(%s)", (password,)).scalar()
+                conn.exec_driver_sql(f"ALTER ROLE {role} PASSWORD {quoted}")
     engine.dispose()
 
 
@@ -88,11 +96,11 @@ def create_app_engine(url: URL, *, pool_size: int = 20) -> AsyncEngine:
     )
 
 
-def _app_password(settings: Settings) -> str:
-    """The external database's app-role password: configured, or generated once and kept."""
-    if settings.app_db_password:
-        return settings.app_db_password
-    path = settings.data_dir / "secrets" / "app-db-password"
+def _role_password(settings: Settings, configured: str, name: str) -> str:
+    """An external database role's password: configured, or generated once and kept."""
+    if configured:
+        return configured
+    path = settings.data_dir / "secrets" / name
     if not path.exists():
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         path.write_text(secrets.token_urlsafe(32))
@@ -105,11 +113,20 @@ def prepare(settings: Settings) -> tuple[DatabaseUrls, Any]:
     server = None
     if settings.database_url:
         owner = make_url(settings.database_url).set(drivername="postgresql+psycopg")
-        password: str | None = _app_password(settings)
+        password: str | None = _role_password(settings, settings.app_db_password, "app-db-password")
+        vault_password: str | None = _role_password(
+            settings, settings.vault_db_password, "vault-db-password"
+        )
     else:
         server = start_embedded(settings.data_dir / "postgres")
         owner = embedded_owner_url(server)
-        password = None  # the embedded server listens only on its private Unix socket
+        # The embedded server listens only on its private Unix socket.
+        password = vault_password = None
     ensure_database(owner)
-    migrate(owner, app_password=password)
-    return DatabaseUrls(owner=owner, app=app_url_for(owner, password)), server
+    migrate(owner, app_password=password, vault_password=vault_password)
+    urls = DatabaseUrls(
+        owner=owner,
+        app=app_url_for(owner, password),
+        vault=vault_url_for(owner, vault_password),
+    )
+    return urls, server

@@ -21,3 +21,11 @@ class NotFound(DomainError):
 
 class Conflict(DomainError):
     """The request contradicts the current state or an earlier request (409)."""
+
+
+class Refused(DomainError):
+    """A rule refuses this actor this action; the decision is recorded (403)."""
+
+
+class Gone(DomainError):
+    """What was asked for existed and was deliberately destroyed, e.g. erased data (410)."""

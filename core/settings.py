@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 APP_ROLE = "pitwarden_app"
+VAULT_ROLE = "pitwarden_vault"
 
 
 def _project_root() -> Path:
@@ -33,6 +34,20 @@ class Settings:
     # Whether `serve` keeps the audit log current itself; off when `pitwarden audit follow`
     # runs as a process of its own (one integrator for many API processes).
     audit_in_server: bool = True
+    # PII vault: the key file of the local key provider (default <data_dir>/secrets/vault-keys),
+    # the vault role's password on an external database, and how long AML record keeping holds
+    # personal data back from erasure, by default and per jurisdiction ("DE=10,FR=5").
+    vault_key_file: Path | None = None
+    vault_db_password: str = ""
+    aml_retention_years: int = 5
+    aml_retention_by_jurisdiction: str = ""
+
+    def retention_years(self, jurisdiction: str) -> int:
+        for item in self.aml_retention_by_jurisdiction.split(","):
+            code, _, years = item.strip().partition("=")
+            if code.strip().upper() == jurisdiction.upper() and years.strip().isdigit():
+                return int(years)
+        return self.aml_retention_years
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -60,4 +75,14 @@ class Settings:
                 env.get("PITWARDEN_AUDIT_INTERVAL_S", defaults.audit_interval_s)
             ),
             audit_in_server=env.get("PITWARDEN_AUDIT_IN_SERVER", "1") not in {"0", "false", "no"},
+            vault_key_file=(
+                Path(env["PITWARDEN_VAULT_KEY_FILE"]).resolve()
+                if env.get("PITWARDEN_VAULT_KEY_FILE")
+                else None
+            ),
+            vault_db_password=env.get("PITWARDEN_VAULT_DB_PASSWORD", ""),
+            aml_retention_years=int(
+                env.get("PITWARDEN_AML_RETENTION_YEARS", defaults.aml_retention_years)
+            ),
+            aml_retention_by_jurisdiction=env.get("PITWARDEN_AML_RETENTION_BY_JURISDICTION", ""),
         )

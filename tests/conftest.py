@@ -5,6 +5,7 @@ uniquely keyed data of their own; the whole database is deleted with the server 
 """
 
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -12,10 +13,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from app.client import PitwardenClient
 from app.main import create_app
+from compliance.vault.keys import LocalKeyFile
 from core import clients
 from core.database import (
     DatabaseUrls,
@@ -25,6 +28,7 @@ from core.database import (
     ensure_database,
     migrate,
     start_embedded,
+    vault_url_for,
 )
 from core.journal import EventContext
 from core.settings import Settings
@@ -53,7 +57,7 @@ def db_urls() -> Iterator[DatabaseUrls]:
     owner = embedded_owner_url(server, database="pitwarden_test")
     ensure_database(owner)
     migrate(owner)
-    yield DatabaseUrls(owner=owner, app=app_url_for(owner, None))
+    yield DatabaseUrls(owner=owner, app=app_url_for(owner, None), vault=vault_url_for(owner, None))
     server.cleanup()
 
 
@@ -70,6 +74,27 @@ async def owner_engine(db_urls: DatabaseUrls) -> AsyncIterator[AsyncEngine]:
     engine = create_app_engine(db_urls.owner, pool_size=2)
     yield engine
     await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+async def vault_engine(db_urls: DatabaseUrls) -> AsyncIterator[AsyncEngine]:
+    """The vault role: the only way to personal data."""
+    engine = create_app_engine(db_urls.vault, pool_size=4)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def vault_keys() -> Iterator[LocalKeyFile]:
+    path = ROOT / "var" / f"test-vault-keys-{os.getpid()}"
+    yield LocalKeyFile(path / "vault-keys")
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def vault_uows(vault_engine: AsyncEngine, clock: "Clock") -> UnitOfWorkFactory:
+    """Vault units of work commit for real: each test uses players of its own."""
+    return UnitOfWorkFactory(async_sessionmaker(vault_engine, expire_on_commit=False), clock)
 
 
 @pytest.fixture
@@ -110,19 +135,31 @@ class Api:
 
     def __init__(
         self,
+        app: FastAPI,
         http: httpx.AsyncClient,
         provider: PitwardenClient,
         operator: PitwardenClient,
         provider_code: str,
     ) -> None:
+        self.app = app
         self.http = http
         self.provider = provider
         self.operator = operator
         self.provider_code = provider_code
 
 
-async def make_api(uows: UnitOfWorkFactory, settings: Settings) -> Api:
-    app = create_app(settings=settings, uow_factory=uows)
+async def make_api(
+    uows: UnitOfWorkFactory,
+    settings: Settings,
+    vault_uows: UnitOfWorkFactory,
+    vault_keys: LocalKeyFile,
+) -> Api:
+    app = create_app(
+        settings=settings,
+        uow_factory=uows,
+        vault_uow_factory=vault_uows,
+        vault_key_provider=vault_keys,
+    )
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
     suffix = uuid.uuid4().hex[:8]
     async with uows() as unit:
@@ -144,6 +181,7 @@ async def make_api(uows: UnitOfWorkFactory, settings: Settings) -> Api:
         )
         await unit.commit()
     return Api(
+        app,
         http,
         PitwardenClient("http://test", provider.client_id, provider.secret, http=http),
         PitwardenClient("http://test", operator.client_id, operator.secret, http=http),
@@ -152,16 +190,24 @@ async def make_api(uows: UnitOfWorkFactory, settings: Settings) -> Api:
 
 
 @pytest.fixture
-async def api(uows: UnitOfWorkFactory, settings: Settings) -> AsyncIterator[Api]:
-    made = await make_api(uows, settings)
+async def api(
+    uows: UnitOfWorkFactory,
+    settings: Settings,
+    vault_uows: UnitOfWorkFactory,
+    vault_keys: LocalKeyFile,
+) -> AsyncIterator[Api]:
+    made = await make_api(uows, settings, vault_uows, vault_keys)
     yield made
     await made.http.aclose()
 
 
 @pytest.fixture
 async def committed_api(
-    committed_uows: UnitOfWorkFactory, settings: Settings
+    committed_uows: UnitOfWorkFactory,
+    settings: Settings,
+    vault_uows: UnitOfWorkFactory,
+    vault_keys: LocalKeyFile,
 ) -> AsyncIterator[Api]:
-    made = await make_api(committed_uows, settings)
+    made = await make_api(committed_uows, settings, vault_uows, vault_keys)
     yield made
     await made.http.aclose()

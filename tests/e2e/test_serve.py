@@ -168,7 +168,18 @@ def test_cli_help_lists_every_command() -> None:
     out = subprocess.run(  # noqa: S603
         [str(PITWARDEN), "--help"], capture_output=True, text=True, check=True
     ).stdout
-    commands = ("serve", "migrate", "demo", "ledger", "fx", "players", "clients", "client", "audit")
+    commands = (
+        "serve",
+        "migrate",
+        "demo",
+        "ledger",
+        "fx",
+        "players",
+        "clients",
+        "client",
+        "audit",
+        "vault",
+    )
     for command in commands:
         assert re.search(rf"│ {command}\s", out), command
 
@@ -238,3 +249,19 @@ def test_audit_follow_keeps_the_log_current_as_its_own_process(
         assert follower.stdout is not None
         assert "following the journal" in follower.stdout.read()
         follower.stdout.close()
+
+
+def test_the_vault_from_the_command_line(data_dir: Path) -> None:
+    """The demo's players have personal data in the vault; export it, then rotate the KEK."""
+    player = "00000000-0000-4000-8000-000000000001"
+    exported = run_cli(data_dir, "vault", "export", player, "--actor", "dpo-e2e")
+    assert exported.returncode == 0, exported.stderr
+    assert json.loads(exported.stdout)["fields"]["legal_name"]["value"] == "Maria Borg"
+    rotated = run_cli(data_dir, "vault", "rotate-kek")
+    assert rotated.returncode == 0, rotated.stderr
+    assert "KEK version 2: 3 data keys rewrapped" in rotated.stdout
+    assert "retired versions: 1" in rotated.stdout
+    again = run_cli(data_dir, "vault", "export", player)
+    assert json.loads(again.stdout)["fields"]["iban"]["value"] == "MT84MALT011000012345MTLCAST001S"
+    keys = (data_dir / "secrets" / "vault-keys").stat().st_mode & 0o777
+    assert keys == 0o600

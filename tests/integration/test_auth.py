@@ -9,6 +9,7 @@ import pytest
 
 from app.main import create_app
 from app.signing import signed_headers
+from compliance.vault.keys import LocalKeyFile
 from core.settings import Settings
 from core.uow import UnitOfWorkFactory
 from tests import factories
@@ -135,12 +136,22 @@ async def test_a_replayed_request_is_refused_and_changes_nothing(
 
 
 async def test_nonces_are_remembered_across_a_restart(
-    api: Api, player: uuid.UUID, uows: UnitOfWorkFactory, settings: Settings
+    api: Api,
+    player: uuid.UUID,
+    uows: UnitOfWorkFactory,
+    settings: Settings,
+    vault_uows: UnitOfWorkFactory,
+    vault_keys: LocalKeyFile,
 ) -> None:
     body = bet(player)
     headers = signed(api, body)
     assert (await api.http.post(PATH, content=body, headers=headers)).status_code == 200
-    restarted = create_app(settings=settings, uow_factory=uows)
+    restarted = create_app(
+        settings=settings,
+        uow_factory=uows,
+        vault_uow_factory=vault_uows,
+        vault_key_provider=vault_keys,
+    )
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=restarted), base_url="http://test"
     ) as http:

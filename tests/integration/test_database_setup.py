@@ -36,8 +36,18 @@ def test_an_external_database_gets_a_restricted_app_role(db_urls: DatabaseUrls) 
             conn.execute(sa.text("DELETE FROM postings"))
     app.dispose()
 
+    assert urls.vault.username == "pitwarden_vault"
+    secrets_dir = ROOT / "var" / name / "secrets"
+    assert urls.vault.password == (secrets_dir / "vault-db-password").read_text()
+    vault = create_engine_sync(urls.vault)
+    with vault.connect() as conn:
+        assert conn.scalar(sa.text("SELECT count(*) FROM vault.fields")) == 0
+        with pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
+            conn.execute(sa.text("SELECT count(*) FROM postings"))
+    vault.dispose()
+
     prepare(settings)  # a second start migrates nothing and keeps working
     owner = create_engine_sync(owner_url)
     with owner.connect() as conn:
-        assert conn.scalar(sa.text("SELECT version_num FROM alembic_version")) == "0002"
+        assert conn.scalar(sa.text("SELECT version_num FROM alembic_version")) == "0003"
     owner.dispose()

@@ -18,9 +18,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
-from app.main import create_app
 from app.signing import signed_headers
-from core.settings import Settings
 from core.uow import UnitOfWorkFactory
 from tests import factories
 from tests.conftest import Api
@@ -57,7 +55,7 @@ def signed_request(
 async def test_no_request_gets_a_server_error(api: Api, uows: UnitOfWorkFactory) -> None:
     loop = asyncio.get_running_loop()
     player_id = str(await factories.committed_player(uows, cash="50.00", bonus="5.00"))
-    document = create_app(settings=Settings(), uow_factory=uows).openapi()
+    document = api.app.openapi()
     schema = schemathesis.openapi.from_dict(document)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 9

@@ -20,7 +20,8 @@ def walk(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
 
 
 def openapi(uows: UnitOfWorkFactory, settings: Settings) -> dict[str, Any]:
-    return create_app(settings=settings, uow_factory=uows).openapi()
+    # The document needs no database: the factories are never used.
+    return create_app(settings=settings, uow_factory=uows, vault_uow_factory=uows).openapi()
 
 
 def test_no_number_types_in_the_contract(uows: UnitOfWorkFactory, settings: Settings) -> None:

@@ -38,6 +38,7 @@ from hypothesis.stateful import (
 )
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from compliance.vault.keys import LocalKeyFile
 from core import ledger
 from core.models import Account, LedgerTransaction, Posting
 from core.settings import Settings
@@ -150,6 +151,8 @@ class Bridge:
 
     loop: asyncio.AbstractEventLoop
     engine: AsyncEngine
+    vault_engine: AsyncEngine
+    vault_keys: LocalKeyFile
     settings: Settings
     clock: TickingClock
 
@@ -173,7 +176,10 @@ class Books(RuleBasedStateMachine):
         self.uows = UnitOfWorkFactory(
             async_sessionmaker(Bridge.engine, expire_on_commit=False), self.clock
         )
-        self.api: Api = call(make_api(self.uows, Bridge.settings))
+        vault_uows = UnitOfWorkFactory(
+            async_sessionmaker(Bridge.vault_engine, expire_on_commit=False), self.clock
+        )
+        self.api: Api = call(make_api(self.uows, Bridge.settings, vault_uows, Bridge.vault_keys))
         self.revenue_code = ledger.house_account_code("game_revenue", "EUR", self.api.provider_code)
         self.players: list[uuid.UUID] = []
         self.cash: dict[uuid.UUID, int] = {}
@@ -679,10 +685,14 @@ class Books(RuleBasedStateMachine):
 
 
 async def test_random_operation_sequences_keep_the_books(
-    app_engine: AsyncEngine, settings: Settings
+    app_engine: AsyncEngine,
+    vault_engine: AsyncEngine,
+    vault_keys: LocalKeyFile,
+    settings: Settings,
 ) -> None:
     Bridge.loop = asyncio.get_running_loop()
     Bridge.engine, Bridge.settings, Bridge.clock = app_engine, settings, TickingClock()
+    Bridge.vault_engine, Bridge.vault_keys = vault_engine, vault_keys
     # Hypothesis is synchronous: it runs in a worker thread while this loop serves its calls.
     await asyncio.to_thread(
         run_state_machine_as_test,

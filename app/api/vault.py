@@ -1,0 +1,198 @@
+"""Player registration with personal data, and the vault's operator API.
+
+Personal data goes only to the vault (its own schema, its own database role); the player row
+and everything else hold the player id and field tokens. Reading a field in clear takes an
+actor, a role and a purpose, and every decision is journaled, a refusal too.
+"""
+
+import base64
+import binascii
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Request
+from fastapi.responses import Response
+
+from app import schemas
+from app.api import idempotent
+from app.api.wallet import ERRORS
+from app.auth import IdempotencyKey, Operator, Uow
+from compliance.vault import retention, service
+from compliance.vault.keys import KeyProvider
+from core import players
+from core.errors import Conflict, InvalidRequest, Refused
+from core.uow import UnitOfWork
+
+router = APIRouter(tags=["vault"], responses=ERRORS)
+PlayerId = Annotated[uuid.UUID, Path()]
+
+
+async def _vault_uow(request: Request) -> AsyncIterator[UnitOfWork]:
+    async with request.app.state.vault_uow_factory() as uow:
+        yield uow
+
+
+def _keys(request: Request) -> KeyProvider:
+    keys: KeyProvider = request.app.state.vault_keys
+    return keys
+
+
+VaultUow = Annotated[UnitOfWork, Depends(_vault_uow)]
+Keys = Annotated[KeyProvider, Depends(_keys)]
+
+
+@router.post("/v1/players", response_model=schemas.PlayerRegistered)
+async def register_player(
+    *,
+    request: Request,
+    body: schemas.NewRegisteredPlayer,
+    uow: Uow,
+    vault: VaultUow,
+    keys: Keys,
+    principal: Operator,
+    key: IdempotencyKey,
+) -> Response:
+    """Register a player: personal data into the vault, the player (id, currency, jurisdiction)
+    into the money core. Returns the field tokens and players sharing an email, phone, national
+    id or IBAN (possible duplicate accounts)."""
+
+    async def act() -> schemas.PlayerRegistered:
+        ctx = principal.context()
+        player_id = await players.register(
+            uow, currency=body.currency, jurisdiction=body.jurisdiction, ctx=ctx
+        )
+        stored = await service.store(
+            vault,
+            player_id=player_id,
+            data=service.PersonalData(**body.personal.model_dump()),
+            keys=keys,
+            ctx=ctx,
+        )
+        # The vault commits first: should the player's own commit then fail, what is left is
+        # sealed data under an id nothing refers to, never a player without a vault record.
+        await vault.commit()
+        return schemas.PlayerRegistered(
+            player_id=player_id,
+            currency=body.currency,
+            jurisdiction=body.jurisdiction,
+            tokens=stored.tokens,
+            possible_duplicates=[
+                schemas.PossibleDuplicate.model_validate(d) for d in stored.possible_duplicates
+            ],
+        )
+
+    return await idempotent.run(request, uow=uow, principal=principal, key=key, action=act)
+
+
+@router.get("/v1/vault/players/{player_id}")
+async def masked_view(
+    player_id: PlayerId, vault: VaultUow, keys: Keys, _: Operator
+) -> dict[str, Any]:
+    """Every field masked (IBAN last 4, email first letter and domain, ...) with its token."""
+    return {
+        "player_id": str(player_id),
+        "fields": await service.masked(vault, player_id=player_id, keys=keys),
+    }
+
+
+@router.post("/v1/vault/players/{player_id}/reveal", response_model=schemas.Revealed)
+async def reveal(
+    player_id: PlayerId,
+    body: schemas.RevealRequest,
+    vault: VaultUow,
+    keys: Keys,
+    principal: Operator,
+) -> schemas.Revealed:
+    """One field in clear, if the reveal rules let this role see it for this purpose."""
+    decision, value = await service.reveal(
+        vault,
+        player_id=player_id,
+        field=body.field,
+        actor=body.actor,
+        actor_role=body.actor_role,
+        purpose=body.purpose,
+        keys=keys,
+        ctx=principal.context(),
+        document_token=body.document_token,
+    )
+    await vault.commit()  # the decision is kept, a refusal too
+    if value is None:
+        raise Refused("reveal_refused", decision.reason, field=body.field, purpose=body.purpose)
+    shown = base64.b64encode(value).decode() if body.field == "document_image" else value.decode()
+    return schemas.Revealed(field=body.field, value=shown, decision="allow")
+
+
+@router.post("/v1/vault/players/{player_id}/export")
+async def export(
+    player_id: PlayerId, body: schemas.Actor, vault: VaultUow, keys: Keys, principal: Operator
+) -> dict[str, Any]:
+    """Everything the vault holds about the player (a data subject access request)."""
+    decision = await service.decide(
+        vault, actor_role=body.actor_role, purpose="dsar", field="legal_name"
+    )
+    if not decision.allowed:
+        raise Refused("export_refused", decision.reason)
+    exported = await service.export(
+        vault, player_id=player_id, actor=body.actor, keys=keys, ctx=principal.context()
+    )
+    await vault.commit()
+    return exported
+
+
+@router.post("/v1/vault/players/{player_id}/erasure", response_model=schemas.Erased)
+async def erase(
+    *,
+    request: Request,
+    player_id: PlayerId,
+    body: schemas.ErasureRequest,
+    uow: Uow,
+    vault: VaultUow,
+    principal: Operator,
+) -> schemas.Erased:
+    """Crypto-shred the player's personal data, unless AML record keeping still holds it."""
+    held_until = await retention.held_until(
+        uow, player_id=player_id, settings=request.app.state.settings
+    )
+    done = await service.erase(
+        vault,
+        player_id=player_id,
+        actor=body.actor,
+        reason=body.reason,
+        held_until=held_until,
+        ctx=principal.context(),
+    )
+    await vault.commit()
+    if done.erased_at is None:
+        assert done.held_until is not None  # noqa: S101 - refused only by a hold
+        raise Conflict(
+            "retention_hold",
+            f"AML record keeping holds this data until {done.held_until:%Y-%m-%d}",
+            held_until=done.held_until.isoformat(),
+        )
+    return schemas.Erased(player_id=player_id, erased_at=done.erased_at)
+
+
+@router.post("/v1/vault/players/{player_id}/documents", response_model=schemas.DocumentStored)
+async def store_document(
+    player_id: PlayerId,
+    body: schemas.NewDocument,
+    vault: VaultUow,
+    keys: Keys,
+    principal: Operator,
+) -> schemas.DocumentStored:
+    try:
+        content = base64.b64decode(body.content_base64, validate=True)
+    except binascii.Error:
+        raise InvalidRequest("invalid_base64", "content_base64 is not base64") from None
+    token = await service.store_document(
+        vault,
+        player_id=player_id,
+        kind=body.kind,
+        content_type=body.content_type,
+        content=content,
+        keys=keys,
+        ctx=principal.context(),
+    )
+    await vault.commit()
+    return schemas.DocumentStored(token=token)

@@ -1,0 +1,1 @@
+"""Tokenized PII vault: envelope encryption, key-encryption keys, blind indexes and masks."""

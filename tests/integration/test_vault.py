@@ -1,0 +1,348 @@
+"""The PII vault as operators, players' data and regulators meet it: registration, masked and
+revealed fields, refusals, duplicates, documents, export, erasure, key rotation, isolation."""
+
+import base64
+import logging
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from compliance.vault import rotation
+from compliance.vault.keys import LocalKeyFile, UnknownKekVersion, WrappedKey
+from core.uow import UnitOfWorkFactory
+from tests.conftest import CTX, Api, Clock
+
+pytestmark = pytest.mark.commits
+
+
+def person(tag: str | None = None) -> dict[str, str]:
+    tag = tag or uuid.uuid4().hex[:10]
+    return {
+        "legal_name": f"Maria Borg {tag}",
+        "date_of_birth": "1990-04-17",
+        "address": f"{tag} Triq il-Kbira, Mosta",
+        "country": "MT",
+        "email": f"maria.{tag}@example.com",
+        "phone": f"+356 {int(tag, 16) % 10**8:08d}",
+        "national_id": f"{tag.upper()}M",
+        "iban": "MT84MALT011000012345MTLCAST001S",
+    }
+
+
+async def register(api: Api, personal: dict[str, str]) -> dict[str, Any]:
+    response = await api.operator.post(
+        "/v1/players", {"currency": "EUR", "jurisdiction": "MT", "personal": personal}
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def reveal(api: Api, player_id: str, field: str, role: str, purpose: str, **extra: str):
+    return await api.operator.post(
+        f"/v1/vault/players/{player_id}/reveal",
+        {"field": field, "actor": "officer-7", "actor_role": role, "purpose": purpose, **extra},
+    )
+
+
+async def test_every_field_round_trips_and_the_default_view_is_masked(api: Api) -> None:
+    personal = person()
+    registered = await register(api, personal)
+    assert set(registered["tokens"]) == set(personal)
+    player = registered["player_id"]
+    for field, value in personal.items():
+        shown = await reveal(api, player, field, "data_protection_officer", "dsar")
+        assert shown.status_code == 200, shown.text
+        assert shown.json()["value"] == value
+    view = (await api.operator.get(f"/v1/vault/players/{player}")).json()["fields"]
+    assert view["iban"]["masked"] == "•••• 001S"
+    assert view["email"]["masked"] == "m•••@example.com"
+    assert view["country"]["masked"] == "MT"
+    assert {field: entry["token"] for field, entry in view.items()} == registered["tokens"]
+    for field, entry in view.items():
+        if field != "country":
+            assert personal[field] not in entry["masked"]
+
+
+async def test_a_role_without_a_rule_is_refused_and_the_refusal_is_journaled(
+    api: Api, committed_uows: UnitOfWorkFactory
+) -> None:
+    registered = await register(api, person())
+    refused = await reveal(api, registered["player_id"], "iban", "support_agent", "aml_case")
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "reveal_refused"
+    allowed = await reveal(api, registered["player_id"], "iban", "payments_officer", "payout")
+    assert allowed.status_code == 200
+    async with committed_uows() as uow:
+        events = (
+            await uow.session.execute(
+                sa.text(
+                    "SELECT event, envelope->'data' FROM journal_events WHERE player_id = :p"
+                    " AND event LIKE 'vault.%' ORDER BY id"
+                ),
+                {"p": registered["player_id"]},
+            )
+        ).all()
+    decisions = [(e, d["decision"], d["field"], d["purpose"]) for e, d in events if "decision" in d]
+    assert decisions == [
+        ("vault.reveal_refused", "deny", "iban", "aml_case"),
+        ("vault.field_revealed", "allow", "iban", "payout"),
+    ]
+    assert all("MT84" not in str(data) for _, data in events)
+
+
+async def test_duplicate_accounts_are_found_through_blind_indexes(api: Api) -> None:
+    first = person()
+    first_id = (await register(api, first))["player_id"]
+    again = person() | {
+        "email": first["email"].upper(),
+        "iban": "MT84 MALT 0110 0001 2345 MTLC AST0 01S",
+    }
+    second = await register(api, again)
+    kinds = {(d["kind"], d["player_id"]) for d in second["possible_duplicates"]}
+    assert ("email", first_id) in kinds
+    assert ("iban", first_id) in kinds
+    assert ("phone", first_id) not in kinds  # a different phone matches nothing
+    unrelated = await register(api, person() | {"iban": "GB82WEST12345698765432"})
+    assert first_id not in {d["player_id"] for d in unrelated["possible_duplicates"]}
+
+
+async def test_bad_personal_data_is_refused_and_nothing_is_stored(api: Api) -> None:
+    bad = person() | {"iban": "MT00MALT011000012345MTLCAST001S"}  # wrong check digits
+    response = await api.operator.post(
+        "/v1/players", {"currency": "EUR", "jurisdiction": "MT", "personal": bad}
+    )
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "invalid_personal_data"
+    floats = await api.operator.post(
+        "/v1/players",
+        {"currency": "EUR", "jurisdiction": "MT", "personal": {"legal_name": 12.5}},
+    )
+    assert floats.status_code == 422
+
+
+async def test_a_sealed_field_moved_to_another_row_does_not_decrypt(
+    api: Api, owner_engine: AsyncEngine
+) -> None:
+    a = (await register(api, person()))["player_id"]
+    b = (await register(api, person()))["player_id"]
+    async with owner_engine.begin() as conn:
+        await conn.execute(
+            sa.text(
+                "UPDATE vault.fields SET sealed = (SELECT sealed FROM vault.fields"
+                " WHERE player_id = :a AND field = 'email')"
+                " WHERE player_id = :b AND field = 'email'"
+            ),
+            {"a": a, "b": b},
+        )
+        await conn.execute(
+            sa.text(
+                "UPDATE vault.fields SET sealed = (SELECT sealed FROM vault.fields"
+                " WHERE player_id = :a AND field = 'email')"
+                " WHERE player_id = :a AND field = 'phone'"
+            ),
+            {"a": a},
+        )
+    for player, field in ((b, "email"), (a, "phone")):
+        moved = await reveal(api, player, field, "data_protection_officer", "dsar")
+        assert moved.status_code == 409, moved.text
+        assert moved.json()["error"]["code"] == "vault_integrity_failure"
+    untouched = await reveal(api, a, "email", "data_protection_officer", "dsar")
+    assert untouched.status_code == 200
+
+
+async def test_documents_are_sealed_and_revealed_by_token(api: Api) -> None:
+    player = (await register(api, person()))["player_id"]
+    scan = bytes(range(256)) * 20
+    stored = await api.operator.post(
+        f"/v1/vault/players/{player}/documents",
+        {
+            "kind": "passport_front",
+            "content_type": "image/png",
+            "content_base64": base64.b64encode(scan).decode(),
+        },
+    )
+    token = stored.json()["token"]
+    shown = await reveal(
+        api, player, "document_image", "compliance_officer", "kyc_review", document_token=token
+    )
+    assert base64.b64decode(shown.json()["value"]) == scan
+
+
+async def test_a_data_subject_export_holds_everything_and_needs_the_dpo(api: Api) -> None:
+    personal = person()
+    player = (await register(api, personal))["player_id"]
+    refused = await api.operator.post(
+        f"/v1/vault/players/{player}/export", {"actor": "agent-3", "actor_role": "support_agent"}
+    )
+    assert refused.status_code == 403
+    exported = await api.operator.post(
+        f"/v1/vault/players/{player}/export",
+        {"actor": "dpo-1", "actor_role": "data_protection_officer"},
+    )
+    body = exported.json()
+    assert {f: v["value"] for f, v in body["fields"].items()} == personal
+    assert body["lookups_indexed"] == ["email", "iban", "name_dob", "national_id", "phone"]
+
+
+async def test_erasure_waits_for_the_retention_hold_then_shreds(
+    api: Api, clock: Clock, committed_uows: UnitOfWorkFactory
+) -> None:
+    personal = person()
+    recent = (await register(api, personal))["player_id"]
+    held = await api.operator.post(
+        f"/v1/vault/players/{recent}/erasure", {"actor": "dpo-1", "reason": "player request"}
+    )
+    assert held.status_code == 409
+    assert held.json()["error"]["code"] == "retention_hold"
+    until = datetime.fromisoformat(held.json()["error"]["details"]["held_until"])
+    assert until.year == datetime.now(UTC).year + 5
+
+    clock.now = datetime.now(UTC) - timedelta(days=6 * 366)  # a player gone for six years
+    old = (await register(api, person() | {"email": personal["email"]}))["player_id"]
+    clock.now = None
+    erased = await api.operator.post(
+        f"/v1/vault/players/{old}/erasure", {"actor": "dpo-1", "reason": "player request"}
+    )
+    assert erased.status_code == 200, erased.text
+    after = await reveal(api, old, "email", "data_protection_officer", "dsar")
+    assert after.status_code == 410
+    assert after.json()["error"]["code"] == "erased"
+    exported = await api.operator.post(
+        f"/v1/vault/players/{old}/export",
+        {"actor": "dpo-1", "actor_role": "data_protection_officer"},
+    )
+    assert set(exported.json()) == {"player_id", "erased_at"}
+    # the blind indexes went with the key: the recent player no longer matches the erased one
+    third = await register(api, person() | {"email": personal["email"]})
+    sharing_email = {d["player_id"] for d in third["possible_duplicates"] if d["kind"] == "email"}
+    assert sharing_email == {recent}
+    # the ledger and the journal still stand, with tokens and ids only
+    async with committed_uows() as uow:
+        kept = await uow.session.scalar(
+            sa.text("SELECT count(*) FROM journal_events WHERE player_id = :p"), {"p": old}
+        )
+    assert kept >= 3  # registered, stored, erased
+
+
+async def test_the_application_role_cannot_reach_the_vault(app_engine: AsyncEngine) -> None:
+    async with app_engine.connect() as conn:
+        for table in ("fields", "data_keys", "blind_indexes", "documents", "erasures"):
+            with pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
+                await conn.execute(sa.text(f"SELECT * FROM vault.{table}"))  # noqa: S608
+            await conn.rollback()
+
+
+async def test_the_vault_role_reads_nothing_of_the_money_core(vault_engine: AsyncEngine) -> None:
+    async with vault_engine.connect() as conn:
+        for table in ("players", "postings", "journal_events", "api_clients"):
+            with pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
+                await conn.execute(sa.text(f"SELECT * FROM {table}"))  # noqa: S608
+            await conn.rollback()
+
+
+async def test_kek_rotation_interrupted_then_resumed(
+    api: Api, vault_uows: UnitOfWorkFactory, vault_keys: LocalKeyFile
+) -> None:
+    players = [(await register(api, person()))["player_id"] for _ in range(5)]
+    async with vault_uows() as uow:
+        old_version, old_sealed = (
+            await uow.session.execute(
+                sa.text("SELECT kek_version, sealed FROM vault.data_keys WHERE player_id = :p"),
+                {"p": players[0]},
+            )
+        ).one()
+
+    def crash_after_first_batch(done: int, total: int) -> None:
+        raise KeyboardInterrupt  # the operator's Ctrl-C, or a crash, mid-rotation
+
+    with pytest.raises(KeyboardInterrupt):
+        await rotation.rotate_kek(
+            vault_uows, vault_keys, ctx=CTX, batch=2, progress=crash_after_first_batch
+        )
+    target = vault_keys.current_version()
+    assert target > old_version
+    async with vault_uows() as uow:
+        lagging = await uow.session.scalar(
+            sa.text("SELECT count(*) FROM vault.data_keys WHERE kek_version < :v"), {"v": target}
+        )
+    assert lagging > 0  # half done
+    seen: list[tuple[int, int]] = []
+    resumed = await rotation.rotate_kek(
+        vault_uows, vault_keys, ctx=CTX, batch=2, progress=lambda d, t: seen.append((d, t))
+    )
+    assert resumed.version == target  # resumed, not a second rotation
+    assert seen[-1][0] == seen[-1][1] == lagging
+    assert old_version in resumed.retired
+    with pytest.raises(UnknownKekVersion):
+        vault_keys.unwrap(uuid.UUID(players[0]), WrappedKey(old_version, bytes(old_sealed)))
+    for player in players:  # the fields were never touched and still open
+        shown = await reveal(api, player, "legal_name", "data_protection_officer", "dsar")
+        assert shown.status_code == 200
+
+
+async def test_no_personal_value_leaks_outside_the_vault(
+    api: Api,
+    owner_engine: AsyncEngine,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Register, play, reveal, export; then look for every value in every other table, in the
+    journal and in the logs."""
+    caplog.set_level(logging.DEBUG)
+    personal = person()
+    player = (await register(api, personal))["player_id"]
+    await api.operator.post(
+        "/v1/admin/adjustments",
+        {
+            "player_id": player,
+            "amount": "20.00",
+            "currency": "EUR",
+            "source": "cash",
+            "direction": "credit",
+            "operator": "ops",
+            "reason": "welcome",
+        },
+    )
+    bet = {
+        "request_uuid": str(uuid.uuid4()),
+        "transaction_uuid": str(uuid.uuid4()),
+        "player_id": player,
+        "round_id": f"r-{uuid.uuid4().hex[:8]}",
+        "bet_id": f"b-{uuid.uuid4().hex[:8]}",
+        "game_id": "starburst",
+        "amount": "5.00",
+        "currency": "EUR",
+    }
+    assert (await api.provider.post("/v1/wallet/bet", bet)).status_code == 200
+    for field in personal:
+        await reveal(api, player, field, "data_protection_officer", "dsar")
+    await api.operator.post(
+        f"/v1/vault/players/{player}/export",
+        {"actor": "dpo-1", "actor_role": "data_protection_officer"},
+    )
+    needles = {v.lower() for v in personal.values() if len(v) > 3} | {
+        personal["iban"].replace(" ", "").lower()
+    }
+    async with owner_engine.connect() as conn:
+        tables = (
+            await conn.execute(
+                sa.text(
+                    "SELECT table_name FROM information_schema.tables"
+                    " WHERE table_schema = 'public' AND table_type = 'BASE TABLE'"
+                )
+            )
+        ).scalars()
+        found = []
+        for table in list(tables):
+            text = await conn.scalar(
+                sa.text(f"SELECT lower(string_agg(t::text, ' ')) FROM {table} t")  # noqa: S608
+            )
+            found += [(table, n) for n in needles if text and n in text]
+    assert found == []
+    logs = caplog.text.lower()
+    assert [n for n in needles if n in logs] == []
+    assert len(needles) >= 7  # the scan looked for something
