@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.wallet
 	$(BIN)/python -m benchmarks.audit
 	$(BIN)/python -m benchmarks.vault
+	$(BIN)/python -m benchmarks.policy
 
 clean:
 	rm -rf $(VENV) var

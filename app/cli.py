@@ -25,6 +25,7 @@ from core.journal import EventContext, rfc3339
 from core.money import format_minor
 from core.settings import Settings
 from core.uow import UnitOfWorkFactory
+from policies import decisions, registry, ruleset
 
 cli = typer.Typer(
     help="Pitwarden: compliance and audit heart of an online casino.", no_args_is_help=True
@@ -50,6 +51,10 @@ vault_cli = typer.Typer(
     help="The PII vault: data subject export, key rotation.", no_args_is_help=True
 )
 cli.add_typer(vault_cli, name="vault")
+policy_cli = typer.Typer(
+    help="Versioned rulesets: activate, replay a decision, what-if.", no_args_is_help=True
+)
+cli.add_typer(policy_cli, name="policy")
 
 CLI_CONTEXT = EventContext(actor="cli", trace_id="cli")
 
@@ -469,6 +474,87 @@ def vault_rotate_kek(
     retired = ", ".join(map(str, done.retired)) or "none"
     typer.echo(f"KEK version {done.version}: {done.rewrapped} data keys rewrapped")
     typer.echo(f"retired versions: {retired}")
+
+
+@policy_cli.command("versions")
+def policy_versions() -> None:
+    """The rulesets on disk, with their content hashes."""
+    for version in ruleset.available():
+        loaded = ruleset.load(ruleset.RULESETS / version)
+        typer.echo(
+            f"{version}  {loaded.jurisdiction:<3} from {rfc3339(loaded.effective_from)}"
+            f"  {loaded.content_hash}"
+        )
+
+
+@policy_cli.command("activate")
+def policy_activate(
+    version: str,
+    reason: Annotated[str, typer.Option(help="Why (journaled)")],
+    jurisdiction: Annotated[str, typer.Option(help="XX, or * for everywhere else")] = "*",
+    actor: Annotated[str, typer.Option(help="Who (journaled)")] = "cli",
+) -> None:
+    """Make VERSION decide for a jurisdiction from now on; journaled with its content hash."""
+
+    async def work(uows: UnitOfWorkFactory) -> None:
+        async with uows() as uow:
+            done = await registry.activate(
+                uow,
+                version=version,
+                jurisdiction=jurisdiction,
+                actor=actor,
+                reason=reason,
+                ctx=CLI_CONTEXT,
+            )
+            await uow.commit()
+        typer.echo(f"{done.version} active for {done.jurisdiction} ({done.content_hash})")
+
+    try:
+        run_with_uow(_settings(), work)
+    except DomainError as error:
+        _fail(error)
+
+
+@policy_cli.command("replay")
+def policy_replay(decision_id: str) -> None:
+    """Re-evaluate a stored decision with its recorded facts and ruleset; exit 1 if it differs."""
+
+    async def work(uows: UnitOfWorkFactory) -> decisions.Replayed:
+        async with uows() as uow:
+            return await decisions.replay(uow, uuid.UUID(decision_id))
+
+    try:
+        again = run_with_uow(_settings(), work)
+    except DomainError as error:
+        _fail(error)
+    typer.echo(
+        f"stored: {again.stored_effect} {again.stored_reason} {list(again.stored_rules)}\n"
+        f"replay: {again.now.effect} {again.now.reason_code} {list(again.now.rule_ids)}"
+        f" ({again.now.version})"
+    )
+    if not again.same:
+        raise typer.Exit(1)
+
+
+@policy_cli.command("what-if")
+def policy_what_if(
+    version: Annotated[str, typer.Option(help="The ruleset to try")],
+    since: Annotated[str, typer.Option(help="RFC 3339 instant: decisions from then on")],
+) -> None:
+    """Past decisions that VERSION would have decided otherwise."""
+    instant = datetime.fromisoformat(since)
+
+    async def work(uows: UnitOfWorkFactory) -> list[decisions.Replayed]:
+        async with uows() as uow:
+            return await decisions.what_if(uow, version=version, since=instant)
+
+    changed = run_with_uow(_settings(), work)
+    for item in changed:
+        typer.echo(
+            f"{item.id}: {item.stored_effect} {item.stored_reason}"
+            f" -> {item.now.effect} {item.now.reason_code}"
+        )
+    typer.echo(f"{len(changed)} decisions would change under {version}")
 
 
 def main() -> None:

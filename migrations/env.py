@@ -3,6 +3,7 @@
 from alembic import context
 
 import audit.models  # noqa: F401 - registers the audit tables on the metadata
+import policies.models  # noqa: F401 - and the policy tables
 from core.models import Base
 
 connection = context.config.attributes["connection"]

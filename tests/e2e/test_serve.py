@@ -265,3 +265,16 @@ def test_the_vault_from_the_command_line(data_dir: Path) -> None:
     assert json.loads(again.stdout)["fields"]["iban"]["value"] == "MT84MALT011000012345MTLCAST001S"
     keys = (data_dir / "secrets" / "vault-keys").stat().st_mode & 0o777
     assert keys == 0o600
+
+
+def test_policy_rulesets_from_the_command_line(data_dir: Path) -> None:
+    versions = run_cli(data_dir, "policy", "versions")
+    assert versions.returncode == 0, versions.stderr
+    version, _, _, _, digest = versions.stdout.split()[:5]
+    assert version == "2026-11-v1"
+    assert digest.startswith("sha256:")
+    activated = run_cli(data_dir, "policy", "activate", version, "--reason", "launch")
+    assert activated.stdout.strip() == f"{version} active for * ({digest})"
+    unknown = run_cli(data_dir, "policy", "replay", str(uuid.uuid4()))
+    assert unknown.returncode == 2
+    assert json.loads(unknown.stderr)["error"]["code"] == "unknown_decision"

@@ -17,6 +17,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 import audit.models  # noqa: F401 - the audit tables belong to the schema too
+import policies.models  # noqa: F401 - and the policy tables
 from core import ledger
 from core.database import DatabaseUrls, create_engine_sync
 from core.models import Base
@@ -34,6 +35,9 @@ APPEND_ONLY = (
     "audit_entries",
     "audit_tree_hashes",
     "audit_checkpoints",
+    "policy_activations",
+    "policy_decisions",
+    "kill_switches",
 )
 
 

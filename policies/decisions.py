@@ -1,0 +1,146 @@
+"""Decisions as records: taken, stored with the facts and the ruleset that decided, replayed.
+
+A record holds only facts (flags and amounts in minor units, never personal data), the ruleset
+version and its content hash, the rules that matched, the effect and the reason code. Replaying
+it re-evaluates the same facts under the same files (checked against the hash), so it gives the
+same decision also after a newer version was activated; `what_if` re-evaluates past decisions
+under another version and lists those that would change.
+"""
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from core import journal, sql
+from core.errors import NotFound
+from core.journal import EventContext
+from core.uow import UnitOfWork
+from policies import registry, ruleset
+from policies.engine import Decision
+
+Facts = Mapping[str, bool | int | str]
+
+
+@dataclass(frozen=True)
+class Recorded:
+    id: uuid.UUID
+    decision: Decision
+
+
+async def decide(
+    uow: UnitOfWork,
+    *,
+    action: str,
+    jurisdiction: str,
+    facts: Facts,
+    player_id: uuid.UUID | None,
+    ctx: EventContext,
+    root: Path = ruleset.RULESETS,
+) -> Recorded:
+    """Ask the active ruleset of the jurisdiction, and store and journal the answer."""
+    activation = await registry.active(uow, jurisdiction)
+    engine = registry.engine_for(activation.version, activation.content_hash, root=root)
+    decision = engine.decide(action, facts)
+    decision_id = uuid.uuid4()
+    await sql.run(
+        uow,
+        "INSERT INTO policy_decisions (id, action, player_id, facts, version, content_hash,"
+        " rule_ids, effect, reason_code, decided_at) VALUES (%(id)s, %(action)s, %(player)s,"
+        " %(facts)s, %(version)s, %(hash)s, %(rules)s, %(effect)s, %(reason)s, %(now)s)",
+        {
+            "id": decision_id,
+            "action": action,
+            "player": player_id,
+            "facts": _jsonb(facts),
+            "version": decision.version,
+            "hash": decision.ruleset_hash,
+            "rules": list(decision.rule_ids),
+            "effect": decision.effect,
+            "reason": decision.reason_code,
+            "now": uow.now,
+        },
+    )
+    await journal.record(
+        uow,
+        "policy.decided",
+        ctx=ctx,
+        player_id=player_id,
+        data={
+            "decision_id": str(decision_id),
+            "action": action,
+            "effect": decision.effect,
+            "reason_code": decision.reason_code,
+            "rule_ids": list(decision.rule_ids),
+            "policy_ver": decision.version,
+        },
+    )
+    return Recorded(decision_id, decision)
+
+
+def _jsonb(facts: Facts) -> object:
+    from psycopg.types.json import Jsonb  # noqa: PLC0415 - the only place facts are written
+
+    return Jsonb(dict(facts))
+
+
+@dataclass(frozen=True)
+class Replayed:
+    id: uuid.UUID
+    stored_effect: str
+    stored_reason: str
+    stored_rules: tuple[str, ...]
+    now: Decision
+
+    @property
+    def same(self) -> bool:
+        return (self.stored_effect, self.stored_reason, self.stored_rules) == (
+            self.now.effect,
+            self.now.reason_code,
+            self.now.rule_ids,
+        )
+
+
+_STORED = (
+    "SELECT id, action, facts, version, content_hash, rule_ids, effect, reason_code"
+    " FROM policy_decisions"
+)
+
+
+async def replay(
+    uow: UnitOfWork, decision_id: uuid.UUID, *, root: Path = ruleset.RULESETS
+) -> Replayed:
+    row = await sql.one(uow, _STORED + " WHERE id = %(id)s", {"id": decision_id})
+    if row is None:
+        raise NotFound("unknown_decision", "no such decision", decision_id=str(decision_id))
+    engine = registry.engine_for(row["version"], row["content_hash"], root=root)
+    return _replayed(row, engine.decide(row["action"], row["facts"]))
+
+
+def _replayed(row: Mapping[str, object], now: Decision) -> Replayed:
+    rules = row["rule_ids"]
+    assert isinstance(rules, list)  # noqa: S101 - text[] comes back as a list
+    return Replayed(
+        row["id"],  # type: ignore[arg-type]
+        str(row["effect"]),
+        str(row["reason_code"]),
+        tuple(rules),
+        now,
+    )
+
+
+async def what_if(
+    uow: UnitOfWork, *, version: str, since: datetime, root: Path = ruleset.RULESETS
+) -> list[Replayed]:
+    """Past decisions (since `since`) that `version` would have decided otherwise."""
+    engine = registry.engine_for(version, ruleset.content_hash(root / version), root=root)
+    rows = await sql.all_rows(
+        uow, _STORED + " WHERE decided_at >= %(since)s ORDER BY decided_at", {"since": since}
+    )
+    replays = [_replayed(row, engine.decide(row["action"], row["facts"])) for row in rows]
+    return [
+        r
+        for r in replays
+        if (r.stored_effect, r.stored_reason) != (r.now.effect, r.now.reason_code)
+    ]

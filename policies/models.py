@@ -1,0 +1,66 @@
+"""ORM schema of the policy engine's tables (the migration makes them append-only)."""
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.models import TS, Base
+
+
+class PolicyActivation(Base):
+    """From `activated_at` on, `version` decides for `jurisdiction` ("*": wherever no
+    jurisdiction has a version of its own). The newest activation wins."""
+
+    __tablename__ = "policy_activations"
+    __table_args__ = (
+        sa.CheckConstraint("jurisdiction ~ '^([A-Z]{2}|[*])$'", name="jurisdiction"),
+        sa.CheckConstraint("content_hash ~ '^sha256:[0-9a-f]{64}$'", name="hash"),
+        sa.Index("ix_policy_activations_jurisdiction_id", "jurisdiction", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(always=True), primary_key=True)
+    jurisdiction: Mapped[str] = mapped_column(sa.Text)
+    version: Mapped[str] = mapped_column(sa.Text)
+    content_hash: Mapped[str] = mapped_column(sa.Text)
+    activated_at: Mapped[datetime] = mapped_column(TS)
+    activated_by: Mapped[str] = mapped_column(sa.Text)
+    reason: Mapped[str] = mapped_column(sa.Text)
+
+
+class PolicyDecision(Base):
+    """One decision: the facts it saw (no personal data), the ruleset, the rules that matched."""
+
+    __tablename__ = "policy_decisions"
+    __table_args__ = (
+        sa.CheckConstraint("effect IN ('allow', 'deny')", name="effect"),
+        sa.Index("ix_policy_decisions_player_id_decided_at", "player_id", "decided_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True)
+    action: Mapped[str] = mapped_column(sa.Text)
+    player_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
+    facts: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    version: Mapped[str] = mapped_column(sa.Text)
+    content_hash: Mapped[str] = mapped_column(sa.Text)
+    rule_ids: Mapped[list[str]] = mapped_column(ARRAY(sa.Text))
+    effect: Mapped[str] = mapped_column(sa.Text)
+    reason_code: Mapped[str] = mapped_column(sa.Text)
+    decided_at: Mapped[datetime] = mapped_column(TS, index=True)
+
+
+class KillSwitch(Base):
+    """A zone (e.g. "withdrawal", "bet") switched off or back on, by whom and why."""
+
+    __tablename__ = "kill_switches"
+    __table_args__ = (sa.Index("ix_kill_switches_zone_id", "zone", "id"),)
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(always=True), primary_key=True)
+    zone: Mapped[str] = mapped_column(sa.Text)
+    off: Mapped[bool] = mapped_column(sa.Boolean)
+    reason: Mapped[str] = mapped_column(sa.Text)
+    set_by: Mapped[str] = mapped_column(sa.Text)
+    set_at: Mapped[datetime] = mapped_column(TS)
