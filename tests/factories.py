@@ -94,3 +94,28 @@ async def wallet(api: Api, player_id: uuid.UUID) -> dict[str, Any]:
 
 async def balance(api: Api, player_id: uuid.UUID) -> str:
     return str((await wallet(api, player_id))["balance"])
+
+
+POLICY_PERIODS = ("24h", "7d", "30d")
+
+
+def policy_facts(**changes: object) -> dict[str, object]:
+    """The facts of an adult, verified player in good standing, with no limits, staking and
+    depositing 100 minor units: what each policy test then changes one thing of."""
+    facts: dict[str, object] = {
+        "age_years": 30,
+        "jurisdiction_blocked": False,
+        "self_excluded": False,
+        "timed_out": False,
+        "kyc_verified": True,
+        "due_diligence_reached": False,
+        "aml_hold": False,
+        "zone_off": False,
+        "stake_minor": 100,
+        "deposit_minor": 100,
+    }
+    for kind in ("wager", "loss", "deposit"):
+        for period in POLICY_PERIODS:
+            facts[f"{kind}_{period}_minor"] = 0
+            facts[f"{kind}_limit_{period}_minor"] = -1
+    return facts | changes

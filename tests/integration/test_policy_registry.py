@@ -11,30 +11,11 @@ import sqlalchemy as sa
 
 from core.uow import UnitOfWork
 from policies import decisions, registry, ruleset
+from tests import factories
 from tests.conftest import CTX
 
 SHIPPED = "2026-11-v1"
 ALLOW_STAKES = "p, allow-bet-place, bet.place, True, allow, ok"
-
-
-def neutral_facts(**changes: bool | int | str) -> dict[str, bool | int | str]:
-    facts: dict[str, bool | int | str] = {
-        "age_years": 30,
-        "jurisdiction_blocked": False,
-        "self_excluded": False,
-        "timed_out": False,
-        "kyc_verified": True,
-        "due_diligence_reached": False,
-        "aml_hold": False,
-        "zone_off": False,
-        "stake_minor": 500,
-        "deposit_minor": 0,
-    }
-    for kind in ("wager", "loss", "deposit"):
-        for period in ("24h", "7d", "30d"):
-            facts[f"{kind}_{period}_minor"] = 0
-            facts[f"{kind}_limit_{period}_minor"] = -1
-    return facts | changes
 
 
 @pytest.fixture
@@ -81,7 +62,7 @@ async def test_a_ruleset_whose_files_changed_refuses_to_load(
             uow,
             action="bet.place",
             jurisdiction="MT",
-            facts=neutral_facts(),
+            facts=factories.policy_facts(),
             player_id=None,
             ctx=CTX,
             root=rulesets,
@@ -97,7 +78,7 @@ async def test_stored_decisions_replay_the_same_after_a_newer_version(
     chance = random.Random(7)  # noqa: S311 - reproducible test data, not secrets
     taken = []
     for _ in range(120):
-        facts = neutral_facts(
+        facts = factories.policy_facts(
             self_excluded=chance.random() < 0.2,
             age_years=chance.choice([17, 18, 40]),
             stake_minor=chance.randrange(1, 5000),

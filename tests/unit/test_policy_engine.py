@@ -23,35 +23,17 @@ from policies.engine import (
     jurisdiction_pin,
 )
 from policies.ruleset import Ruleset
+from tests import factories
 
 SHIPPED = ruleset.load(ruleset.RULESETS / "2026-11-v1")
 ENGINE = Engine(SHIPPED)
 NAIVE = NaiveEngine(SHIPPED)
 ACTIONS = SHIPPED.actions
-PERIODS = ("24h", "7d", "30d")
+PERIODS = factories.POLICY_PERIODS
 KEEPS_GOING = ("bet.settle", "bet.rollback", "withdrawal")  # never stopped by player status
 
 
-def clean(**changes: object) -> dict[str, object]:
-    """An adult, verified player in good standing, no limits, a 100-unit stake and deposit."""
-    facts: dict[str, object] = {
-        "age_years": 30,
-        "jurisdiction_blocked": False,
-        "self_excluded": False,
-        "timed_out": False,
-        "kyc_verified": True,
-        "due_diligence_reached": False,
-        "aml_hold": False,
-        "zone_off": False,
-        "stake_minor": 100,
-        "deposit_minor": 100,
-    }
-    for kind in ("wager", "loss", "deposit"):
-        for period in PERIODS:
-            facts[f"{kind}_{period}_minor"] = 0
-            facts[f"{kind}_limit_{period}_minor"] = -1
-    facts.update(changes)
-    return facts
+clean = factories.policy_facts
 
 
 def decide(action: str, **changes: object) -> Decision:
