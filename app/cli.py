@@ -15,7 +15,7 @@ import typer
 
 from app import auditing, demo, signing
 from app.runtime import run_with_uow, run_with_vault, vault_keys, with_both
-from audit import asof, export, keys, log, note, verify
+from audit import asof, export, journal_check, keys, log, note, verify
 from compliance.vault import rotation
 from compliance.vault import service as vault_service
 from core import clients, fx, ledger, players
@@ -408,6 +408,27 @@ def audit_as_of(
         typer.echo("the log and the ledger differ (see DIFFERS)", err=True)
         raise typer.Exit(1)
     typer.echo(f"{len(books.accounts)} accounts agree")
+
+
+@audit_cli.command("check-journal")
+def audit_check_journal() -> None:
+    """Hold the journal against the log: rows changed or deleted after integration, and rows the
+    log never took. Exit 1 when anything is off."""
+
+    async def work(uows: UnitOfWorkFactory) -> journal_check.JournalCheck:
+        async with uows() as uow:
+            await uow.session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            return await journal_check.check_journal(uow, progress=_progress("checked"))
+
+    found = run_with_uow(_settings(), work)
+    typer.echo(f"{found.entries} entries held against the journal")
+    if found.altered_count:
+        typer.echo(f"{found.altered_count} journal rows changed after integration: {found.altered}")
+    if found.missing_count:
+        typer.echo(f"{found.missing_count} journal rows the log never took: {found.missing}")
+    if not found.ok:
+        raise typer.Exit(1)
+    typer.echo("OK: the journal matches the log")
 
 
 @audit_cli.command("keygen")

@@ -341,3 +341,28 @@ class NewDocument(Strict):
 
 class DocumentStored(BaseModel):
     token: str
+
+
+# -- kill-switches -------------------------------------------------------------------------------
+
+
+class KillSwitchChange(Strict):
+    zone: Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,40}$")] = Field(
+        examples=["withdrawal"]
+    )
+    off: StrictBool = Field(description="true stops the zone, false starts it again")
+    reason: Label
+    actor: Tag = Field(examples=["cco-1"])
+
+
+class KillSwitchState(BaseModel):
+    zone: str
+    off: bool
+    reason: str
+    set_by: str
+    set_at: datetime
+
+
+class KillSwitches(BaseModel):
+    zones: list[str]
+    switches: list[KillSwitchState]

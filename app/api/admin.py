@@ -16,6 +16,7 @@ from core import fx, ledger, players, wallets
 from core.errors import InvalidRequest
 from core.journal import rfc3339
 from core.money import format_minor, parse_amount
+from policies import killswitch
 
 router = APIRouter(prefix="/v1/admin", tags=["operator"], responses=ERRORS)
 
@@ -171,3 +172,37 @@ async def player_wallet(
     wallet = await players.wallet(uow, player_id)
     await uow.commit()
     return schemas.WalletView.of(wallet)
+
+
+@router.get("/kill-switches", response_model=schemas.KillSwitches)
+async def kill_switches(uow: Uow, _: Operator) -> schemas.KillSwitches:
+    """Every zone, and the newest switch of each zone that was ever switched."""
+    current = await killswitch.states(uow)
+    return schemas.KillSwitches(
+        zones=list(killswitch.ZONES),
+        switches=[schemas.KillSwitchState(**vars(s)) for s in current.values()],
+    )
+
+
+@router.post("/kill-switches", response_model=schemas.KillSwitchState)
+async def switch_zone(
+    request: Request,
+    body: schemas.KillSwitchChange,
+    uow: Uow,
+    principal: Operator,
+    key: IdempotencyKey,
+) -> Response:
+    """Stop (or restart) a zone of money movement at once; journaled with its reason."""
+
+    async def act() -> schemas.KillSwitchState:
+        done = await killswitch.switch(
+            uow,
+            zone=body.zone,
+            off=body.off,
+            reason=body.reason,
+            actor=body.actor,
+            ctx=principal.context(),
+        )
+        return schemas.KillSwitchState(**vars(done))
+
+    return await idempotent.run(request, uow=uow, principal=principal, key=key, action=act)

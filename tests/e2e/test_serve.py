@@ -215,6 +215,9 @@ def test_a_regulator_round_trip_from_the_command_line(data_dir: Path, tmp_path: 
     tampered = run_cli(data_dir, "audit", "verify", str(tmp_path / "export"), "--key", str(key))
     assert tampered.returncode == 1
     assert tampered.stdout.startswith("FAIL at index 0:")
+    held = run_cli(data_dir, "audit", "check-journal")
+    assert held.returncode == 0, held.stdout + held.stderr
+    assert held.stdout.rstrip().endswith("OK: the journal matches the log")
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 1))
     books = run_cli(data_dir, "audit", "as-of", now)
     assert books.returncode == 0, books.stdout + books.stderr

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from typer.testing import CliRunner
 
 from app.cli import cli
-from audit import log, verify
+from audit import journal_check, log, verify
 from audit.note import Checkpoint, Signer, sign_checkpoint
 from core.uow import UnitOfWorkFactory
 from tests.audit_support import (
@@ -223,3 +223,38 @@ async def test_a_changed_journal_event_does_not_change_the_log(
     assert verify_dir(tmp_path).ok
     lines = (tmp_path / "entries.jsonl").read_bytes().split(b"\n")
     assert lines[published_log - 3] == bytes(entry)
+
+
+async def test_the_journal_is_held_against_the_log(
+    published_log: int, owner_engine: AsyncEngine, committed_uows: UnitOfWorkFactory
+) -> None:
+    """Edits of the journal after integration leave the log verifiable; this check finds them."""
+    async with committed_uows() as uow:
+        assert (await journal_check.check_journal(uow)).ok
+    async with superuser(owner_engine) as conn:
+        edited, deleted = (
+            await conn.execute(
+                sa.text("SELECT journal_id FROM audit_entries WHERE idx IN (:a, :b) ORDER BY idx"),
+                {"a": published_log - 8, "b": published_log - 3},
+            )
+        ).scalars()
+        await conn.execute(sa.text("ALTER TABLE journal_events DISABLE TRIGGER USER"))
+        await conn.execute(
+            sa.text(
+                "UPDATE journal_events SET envelope = jsonb_set(envelope, '{amount}', '\"999.00\"')"
+                " WHERE id = :id"
+            ),
+            {"id": edited},
+        )
+        await conn.execute(sa.text("DELETE FROM journal_events WHERE id = :id"), {"id": deleted})
+        slipped_in = await conn.scalar(
+            sa.text(
+                "INSERT INTO journal_events (txid, event, ts, envelope)"
+                " VALUES ('3', 'wallet.adjusted', now(), '{}') RETURNING id"
+            )
+        )
+        async with uows_on(conn)() as uow:
+            found = await journal_check.check_journal(uow)
+    assert not found.ok
+    assert sorted(found.altered) == sorted([edited, deleted])
+    assert found.missing == [slipped_in]

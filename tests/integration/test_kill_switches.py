@@ -1,0 +1,57 @@
+"""Kill-switches: an operator stops a zone at once, with a reason, and it stays on record."""
+
+import sqlalchemy as sa
+
+from core.uow import UnitOfWorkFactory
+from policies import killswitch
+from tests.conftest import Api
+
+
+async def test_a_zone_switched_off_and_on_again_is_on_record(
+    api: Api, uows: UnitOfWorkFactory
+) -> None:
+    off = await api.operator.post(
+        "/v1/admin/kill-switches",
+        {"zone": "withdrawal", "off": True, "reason": "PSP outage", "actor": "cco-1"},
+    )
+    assert off.status_code == 200, off.text
+    async with uows() as uow:
+        assert await killswitch.zone_off(uow, "withdrawal")
+        assert not await killswitch.zone_off(uow, "bet.place")
+        assert not await killswitch.zone_off(uow, "bet.settle")
+    listed = (await api.operator.get("/v1/admin/kill-switches")).json()
+    assert listed["zones"] == ["adjustment", "bet", "deposit", "settlement", "withdrawal"]
+    withdrawal = next(s for s in listed["switches"] if s["zone"] == "withdrawal")
+    assert (withdrawal["off"], withdrawal["reason"]) == (True, "PSP outage")
+
+    back = await api.operator.post(
+        "/v1/admin/kill-switches",
+        {"zone": "withdrawal", "off": False, "reason": "PSP back", "actor": "cco-1"},
+    )
+    assert back.status_code == 200
+    async with uows() as uow:
+        assert not await killswitch.zone_off(uow, "withdrawal")
+        history = (
+            await uow.session.execute(
+                sa.text(
+                    "SELECT envelope->'data'->>'reason' FROM journal_events"
+                    " WHERE event = 'policy.kill_switch' ORDER BY id DESC LIMIT 2"
+                )
+            )
+        ).scalars()
+        assert list(history) == ["PSP back", "PSP outage"]
+
+
+async def test_an_unknown_zone_or_no_reason_is_refused(api: Api) -> None:
+    unknown = await api.operator.post(
+        "/v1/admin/kill-switches",
+        {"zone": "casino", "off": True, "reason": "x", "actor": "cco-1"},
+    )
+    assert (unknown.status_code, unknown.json()["error"]["code"]) == (422, "unknown_zone")
+    blank = await api.operator.post(
+        "/v1/admin/kill-switches",
+        {"zone": "bet", "off": True, "reason": "   ", "actor": "cco-1"},
+    )
+    assert (blank.status_code, blank.json()["error"]["code"]) == (422, "reason_required")
+    provider = await api.provider.get("/v1/admin/kill-switches")
+    assert provider.status_code == 403
