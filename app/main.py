@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import auditing, errors
-from app.api import admin, audit, vault, wallet
+from app.api import admin, audit, rg, vault, wallet
 from app.runtime import vault_keys
 from audit import keys
 from compliance.vault.keys import KeyProvider
@@ -133,6 +133,7 @@ def create_app(
     app.include_router(admin.router)
     app.include_router(audit.router)
     app.include_router(vault.router)
+    app.include_router(rg.router)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:

@@ -366,3 +366,56 @@ class KillSwitchState(BaseModel):
 class KillSwitches(BaseModel):
     zones: list[str]
     switches: list[KillSwitchState]
+
+
+# -- responsible gambling ------------------------------------------------------------------------
+
+
+class LimitRequest(Strict):
+    kind: Literal["deposit", "loss", "wager"]
+    period: Literal["24h", "7d", "30d"]
+    amount: Amount | None = Field(
+        description="In the wallet's currency; null removes the limit (after cooling-off)"
+    )
+    actor: Tag = Field(examples=["player", "officer-7"])
+
+
+class LimitChanged(BaseModel):
+    kind: str
+    period: str
+    amount: str | None
+    effective_at: datetime
+    immediate: bool
+    message: str
+
+
+class ExclusionRequest(Strict):
+    kind: Literal["time_out", "self_exclusion"]
+    until: str | None = Field(
+        description="RFC 3339 end; null only for an indefinite self-exclusion",
+        examples=["2027-06-01T00:00:00Z"],
+    )
+    actor: Tag
+    reason: Label
+
+
+class ExclusionStarted(BaseModel):
+    kind: str
+    starts_at: datetime
+    ends_at: datetime | None
+
+
+class LimitState(BaseModel):
+    kind: str
+    period: str
+    in_force: str | None
+    used: str
+    pending: str | None = None
+    pending_from: datetime | None = None
+
+
+class ResponsibleGambling(BaseModel):
+    player_id: uuid.UUID
+    currency: str
+    limits: list[LimitState]
+    exclusions: list[ExclusionStarted]

@@ -3,6 +3,7 @@
 from alembic import context
 
 import audit.models  # noqa: F401 - registers the audit tables on the metadata
+import compliance.models  # noqa: F401 - the responsible-gambling tables
 import policies.models  # noqa: F401 - and the policy tables
 from core.models import Base
 

@@ -17,6 +17,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 import audit.models  # noqa: F401 - the audit tables belong to the schema too
+import compliance.models  # noqa: F401 - the responsible-gambling tables
 import policies.models  # noqa: F401 - and the policy tables
 from core import ledger
 from core.database import DatabaseUrls, create_engine_sync
@@ -38,6 +39,8 @@ APPEND_ONLY = (
     "policy_activations",
     "policy_decisions",
     "kill_switches",
+    "rg_limits",
+    "rg_exclusions",
 )
 
 

@@ -1,0 +1,127 @@
+"""Responsible gambling for operators: limits, time-outs, self-exclusions, and where a player
+stands. (Player-facing calls need player authentication, which Pitwarden does not have yet.)"""
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import Response
+
+from app import schemas
+from app.api import idempotent
+from app.api.admin import parse_instant
+from app.api.wallet import ERRORS
+from app.auth import IdempotencyKey, Operator, Uow
+from compliance import rg
+from core import players
+from core.money import format_minor, parse_amount
+
+router = APIRouter(prefix="/v1/admin/players", tags=["responsible gambling"], responses=ERRORS)
+PlayerId = Annotated[uuid.UUID, Path()]
+
+
+@router.post("/{player_id}/limits", response_model=schemas.LimitChanged)
+async def set_limit(
+    *,
+    request: Request,
+    player_id: PlayerId,
+    body: schemas.LimitRequest,
+    uow: Uow,
+    principal: Operator,
+    key: IdempotencyKey,
+) -> Response:
+    """A decrease is in force at once; an increase or a removal after 24 hours."""
+
+    async def act() -> schemas.LimitChanged:
+        currency = (await players.wallet(uow, player_id)).currency
+        amount = (
+            None
+            if body.amount is None
+            else parse_amount(body.amount, currency, allow_zero=True).minor
+        )
+        done = await rg.set_limit(
+            uow,
+            player_id=player_id,
+            kind=body.kind,
+            period=body.period,
+            amount=amount,
+            actor=body.actor,
+            ctx=principal.context(),
+        )
+        return schemas.LimitChanged(
+            kind=done.kind,
+            period=done.period,
+            amount=None if amount is None else format_minor(amount, currency),
+            effective_at=done.effective_at,
+            immediate=done.immediate,
+            message=rg.describe(done, currency),
+        )
+
+    return await idempotent.run(request, uow=uow, principal=principal, key=key, action=act)
+
+
+@router.post("/{player_id}/exclusions", response_model=schemas.ExclusionStarted)
+async def exclude(
+    *,
+    request: Request,
+    player_id: PlayerId,
+    body: schemas.ExclusionRequest,
+    uow: Uow,
+    principal: Operator,
+    key: IdempotencyKey,
+) -> Response:
+    """A time-out (24 hours to 6 weeks) or a self-exclusion (6 months or more, or
+    indefinite), in force at once; a self-exclusion cannot be shortened."""
+
+    async def act() -> schemas.ExclusionStarted:
+        await players.wallet(uow, player_id)  # an unknown player is a 404
+        until = parse_instant(body.until, "until") if body.until else None
+        done = await rg.exclude(
+            uow,
+            player_id=player_id,
+            kind=body.kind,
+            until=until,
+            actor=body.actor,
+            reason=body.reason,
+            ctx=principal.context(),
+        )
+        return schemas.ExclusionStarted(
+            kind=done.kind, starts_at=done.starts_at, ends_at=done.ends_at
+        )
+
+    return await idempotent.run(request, uow=uow, principal=principal, key=key, action=act)
+
+
+@router.get("/{player_id}/responsible-gambling", response_model=schemas.ResponsibleGambling)
+async def standing(player_id: PlayerId, uow: Uow, _: Operator) -> schemas.ResponsibleGambling:
+    """Limits in force and pending, what is used of each, and exclusions in force."""
+    currency = (await players.wallet(uow, player_id)).currency
+    current = await rg.limits(uow, player_id)
+    used = await rg.usage(uow, player_id)
+
+    def money(minor: int | None) -> str | None:
+        return None if minor is None else format_minor(minor, currency)
+
+    states = []
+    for kind in rg.KINDS:
+        for period in rg.PERIODS:
+            pending = current.pending.get((kind, period))
+            states.append(
+                schemas.LimitState(
+                    kind=kind,
+                    period=period,
+                    in_force=money(current.in_force.get((kind, period))),
+                    used=format_minor(used[kind, period], currency),
+                    pending=money(pending[0]) if pending else None,
+                    pending_from=pending[1] if pending else None,
+                )
+            )
+    return schemas.ResponsibleGambling(
+        player_id=player_id,
+        currency=currency,
+        limits=states,
+        exclusions=[
+            schemas.ExclusionStarted(kind=e.kind, starts_at=e.starts_at, ends_at=e.ends_at)
+            for e in await rg.exclusions_in_force(uow, player_id)
+        ],
+    )

@@ -1,0 +1,49 @@
+"""ORM schema of the responsible-gambling state (the migration makes it append-only)."""
+
+import uuid
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.models import TS, Base
+
+
+class RgLimit(Base):
+    """A limit request: `amount` (None removes the limit) in force from `effective_at`."""
+
+    __tablename__ = "rg_limits"
+    __table_args__ = (
+        sa.CheckConstraint("kind IN ('deposit', 'loss', 'wager')", name="kind"),
+        sa.CheckConstraint("period IN ('24h', '7d', '30d')", name="period"),
+        sa.CheckConstraint("amount IS NULL OR amount >= 0", name="amount"),
+        sa.CheckConstraint("effective_at >= requested_at", name="order"),
+        sa.Index("ix_rg_limits_player_id_kind", "player_id", "kind", "period"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(always=True), primary_key=True)
+    player_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("players.id"))
+    kind: Mapped[str] = mapped_column(sa.Text)
+    period: Mapped[str] = mapped_column(sa.Text)
+    amount: Mapped[int | None] = mapped_column(sa.BigInteger)
+    requested_at: Mapped[datetime] = mapped_column(TS)
+    effective_at: Mapped[datetime] = mapped_column(TS)
+    set_by: Mapped[str] = mapped_column(sa.Text)
+
+
+class RgExclusion(Base):
+    """A time-out or self-exclusion from `starts_at` to `ends_at` (None: indefinite)."""
+
+    __tablename__ = "rg_exclusions"
+    __table_args__ = (
+        sa.CheckConstraint("kind IN ('time_out', 'self_exclusion')", name="kind"),
+        sa.CheckConstraint("ends_at IS NULL OR ends_at > starts_at", name="order"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(always=True), primary_key=True)
+    player_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("players.id"), index=True)
+    kind: Mapped[str] = mapped_column(sa.Text)
+    starts_at: Mapped[datetime] = mapped_column(TS)
+    ends_at: Mapped[datetime | None] = mapped_column(TS)
+    set_by: Mapped[str] = mapped_column(sa.Text)
+    reason: Mapped[str] = mapped_column(sa.Text)
