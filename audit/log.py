@@ -12,7 +12,6 @@ exact bytes are stored next to the tree hashes (the stored-hash layout of Go's s
 audit/merkle.py), so any proof reads O(log n) rows.
 """
 
-import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -286,8 +285,3 @@ async def stream_entries(
         for row in rows:
             yield row["idx"], bytes(row["entry"])
         start = rows[-1]["idx"] + 1
-
-
-def parse_entry(entry: bytes) -> dict[str, Any]:
-    parsed: dict[str, Any] = json.loads(entry)
-    return parsed

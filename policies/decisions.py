@@ -12,6 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
+
+from psycopg.types.json import Jsonb
 
 from core import journal, sql
 from core.errors import NotFound
@@ -53,7 +56,7 @@ async def decide(
             "id": decision_id,
             "action": action,
             "player": player_id,
-            "facts": _jsonb(facts),
+            "facts": Jsonb(dict(facts)),
             "version": decision.version,
             "hash": decision.ruleset_hash,
             "rules": list(decision.rule_ids),
@@ -77,12 +80,6 @@ async def decide(
         },
     )
     return Recorded(decision_id, decision)
-
-
-def _jsonb(facts: Facts) -> object:
-    from psycopg.types.json import Jsonb  # noqa: PLC0415 - the only place facts are written
-
-    return Jsonb(dict(facts))
 
 
 @dataclass(frozen=True)
@@ -118,16 +115,8 @@ async def replay(
     return _replayed(row, engine.decide(row["action"], row["facts"]))
 
 
-def _replayed(row: Mapping[str, object], now: Decision) -> Replayed:
-    rules = row["rule_ids"]
-    assert isinstance(rules, list)  # noqa: S101 - text[] comes back as a list
-    return Replayed(
-        row["id"],  # type: ignore[arg-type]
-        str(row["effect"]),
-        str(row["reason_code"]),
-        tuple(rules),
-        now,
-    )
+def _replayed(row: dict[str, Any], now: Decision) -> Replayed:
+    return Replayed(row["id"], row["effect"], row["reason_code"], tuple(row["rule_ids"]), now)
 
 
 async def what_if(

@@ -20,6 +20,7 @@ evaluates. `NaiveEngine` is the same with a single enforcer over all rules: the 
 """
 
 import ast
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -146,7 +147,9 @@ class _Partition:
             )
 
 
-class _Base:
+class _Base(ABC):
+    """Fact checking and the decision itself; subclasses choose which enforcer decides."""
+
     def __init__(self, ruleset: Ruleset) -> None:
         self.ruleset = ruleset
         self._types = {name: FACT_TYPES[fact.type] for name, fact in ruleset.facts.items()}
@@ -155,8 +158,8 @@ class _Base:
             required[rule.action] |= referenced_facts(rule.condition)
         self._required = {action: frozenset(names) for action, names in required.items()}
 
-    def _partition(self, action: str, facts: Mapping[str, object]) -> _Partition:
-        raise NotImplementedError
+    @abstractmethod
+    def _partition(self, action: str, facts: Mapping[str, object]) -> _Partition: ...
 
     def decide(self, action: str, facts: Mapping[str, object], *, locale: str = "en") -> Decision:
         needed = self._required.get(action)

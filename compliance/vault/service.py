@@ -409,7 +409,7 @@ async def erase(
             data={"actor": actor, "held_until": journal.rfc3339(held_until)},
         )
         return Erasure(None, held_until)
-    await _data_key_row_exists(uow, player_id)
+    await _check_erasable(uow, player_id)
     await sql.run(uow, "DELETE FROM vault.data_keys WHERE player_id = %(p)s", {"p": player_id})
     await sql.run(uow, "DELETE FROM vault.blind_indexes WHERE player_id = %(p)s", {"p": player_id})
     await sql.run(
@@ -424,7 +424,8 @@ async def erase(
     return Erasure(uow.now, None)
 
 
-async def _data_key_row_exists(uow: UnitOfWork, player_id: uuid.UUID) -> None:
+async def _check_erasable(uow: UnitOfWork, player_id: uuid.UUID) -> None:
+    """Not erased already, and there is something to erase."""
     erased_at = await sql.scalar(
         uow, "SELECT erased_at FROM vault.erasures WHERE player_id = %(p)s", {"p": player_id}
     )
