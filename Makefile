@@ -31,6 +31,7 @@ lint: $(STAMP)
 ## make bench: throughput and latency figures, written to docs/benchmarks.md
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.wallet
+	$(BIN)/python -m benchmarks.gate
 	$(BIN)/python -m benchmarks.audit
 	$(BIN)/python -m benchmarks.vault
 	$(BIN)/python -m benchmarks.policy

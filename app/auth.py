@@ -96,10 +96,10 @@ async def authenticate(request: Request, uow: Uow) -> Principal:
         raise Unauthorized("bad_signature", "the signature does not match this request")
     if not await clients.consume_nonce(uow, client_id=client_id, nonce=nonce):
         raise Unauthorized("nonce_reused", "this nonce was already used: the request is a replay")
-    return Principal(client, nonce, _trace_id(request))
+    return Principal(client, nonce, trace_id(request))
 
 
-def _trace_id(request: Request) -> str:
+def trace_id(request: Request) -> str:
     match = _TRACEPARENT_RE.match(request.headers.get("traceparent", ""))
     return match.group(1) if match else uuid.uuid4().hex
 

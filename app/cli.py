@@ -90,7 +90,7 @@ def serve(
     settings = _settings()
     urls, _server = prepare(settings)
     if demo_data:
-        asyncio.run(with_both(urls, demo.seeder(vault_keys(settings))))
+        asyncio.run(with_both(urls, demo.seeder(settings, vault_keys(settings))))
     app = create_app(
         settings=settings,
         engine=create_app_engine(urls.app, pool_size=settings.db_pool_size),
@@ -120,7 +120,7 @@ def migrate() -> None:
 def demo_command() -> None:
     """Seed the demo (idempotent) and print its credentials."""
     settings = _settings()
-    run_with_vault(settings, demo.seeder(vault_keys(settings)))
+    run_with_vault(settings, demo.seeder(settings, vault_keys(settings)))
 
 
 @ledger_cli.command("balance")
@@ -565,17 +565,22 @@ def policy_what_if(
     """Past decisions that VERSION would have decided otherwise."""
     instant = datetime.fromisoformat(since)
 
-    async def work(uows: UnitOfWorkFactory) -> list[decisions.Replayed]:
+    async def work(uows: UnitOfWorkFactory) -> decisions.WhatIf:
         async with uows() as uow:
             return await decisions.what_if(uow, version=version, since=instant)
 
-    changed = run_with_uow(_settings(), work)
-    for item in changed:
+    result = run_with_uow(_settings(), work)
+    for item in result.changed:
         typer.echo(
             f"{item.id}: {item.stored_effect} {item.stored_reason}"
             f" -> {item.now.effect} {item.now.reason_code}"
         )
-    typer.echo(f"{len(changed)} decisions would change under {version}")
+    for decision_id, why in result.undecidable:
+        typer.echo(f"{decision_id}: cannot be decided by {version}: {why}")
+    typer.echo(
+        f"{len(result.changed)} of {result.tried} decisions would change under {version}"
+        + (f"; {len(result.undecidable)} cannot be decided by it" if result.undecidable else "")
+    )
 
 
 def main() -> None:

@@ -10,15 +10,19 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
+from app.gating import build_gate
 from compliance.vault import service as vault
 from compliance.vault.keys import KeyProvider
 from compliance.vault.service import PersonalData
-from core import clients, fx, players, wallets
+from core import clients, fx, players, sql, wallets
 from core.errors import Conflict
+from core.guard import Guard
 from core.journal import EventContext
 from core.models import ApiClient
 from core.money import parse_amount
+from core.settings import Settings
 from core.uow import UnitOfWorkFactory
+from policies import registry, ruleset
 
 CTX = EventContext(actor="demo", trace_id="demo-seed")
 PROVIDERS = (
@@ -69,9 +73,12 @@ PERSONAL = {
 }
 
 
-def seeder(keys: KeyProvider) -> Callable[[UnitOfWorkFactory, UnitOfWorkFactory], Awaitable[None]]:
+def seeder(
+    settings: Settings, keys: KeyProvider
+) -> Callable[[UnitOfWorkFactory, UnitOfWorkFactory], Awaitable[None]]:
     async def seed_both(uows: UnitOfWorkFactory, vault_uows: UnitOfWorkFactory) -> None:
-        await seed(uows)
+        await activate_rules(uows)
+        await seed(uows, build_gate(settings, vault_uows, keys))
         for player_id, data in PERSONAL.items():
             async with vault_uows() as uow:
                 try:
@@ -83,7 +90,24 @@ def seeder(keys: KeyProvider) -> Callable[[UnitOfWorkFactory, UnitOfWorkFactory]
     return seed_both
 
 
-async def seed(uows: UnitOfWorkFactory) -> None:
+async def activate_rules(uows: UnitOfWorkFactory) -> None:
+    """Money does not move without an active ruleset: the demo activates the newest one for
+    every jurisdiction, once (an operator does this with `pitwarden policy activate`)."""
+    async with uows() as uow:
+        if await sql.scalar(uow, "SELECT 1 FROM policy_activations LIMIT 1", {}):
+            return
+        await registry.activate(
+            uow,
+            version=ruleset.available()[-1],
+            jurisdiction="*",
+            actor="demo",
+            reason="demo: the newest ruleset decides everywhere",
+            ctx=CTX,
+        )
+        await uow.commit()
+
+
+async def seed(uows: UnitOfWorkFactory, gate: Guard) -> None:
     async with uows() as uow:
         if await uow.session.get(ApiClient, PROVIDERS[0][0]) is None:
             for client_id, code, name in PROVIDERS:
@@ -118,6 +142,7 @@ async def seed(uows: UnitOfWorkFactory) -> None:
                             operator="demo",
                             reason="demo funds",
                             ctx=CTX,
+                            guard=gate,
                         )
             await fx.record_rate(
                 uow,

@@ -10,13 +10,24 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException
 
-from core.errors import Conflict, DomainError, Gone, InvalidRequest, NotFound, Refused
+from core.errors import (
+    Conflict,
+    DomainError,
+    Gone,
+    InvalidRequest,
+    NotFound,
+    Refused,
+    Unavailable,
+)
 
 log = logging.getLogger(__name__)
 
 
 class Unauthorized(DomainError):
-    """Missing or bad credentials (401)."""
+    """Missing or bad credentials (401). A bearer-token refusal sets `challenge`, sent as the
+    WWW-Authenticate header (RFC 6750); signed requests have no such scheme to name."""
+
+    challenge: str | None = None
 
 
 class Forbidden(DomainError):
@@ -41,6 +52,7 @@ STATUS = {
     NotFound: 404,
     Conflict: 409,
     InvalidRequest: 422,
+    Unavailable: 503,
 }
 
 
@@ -53,8 +65,11 @@ def error_body(code: str, message: str, details: dict[str, Any] | None = None) -
 
 
 def domain_error_response(error: DomainError) -> JSONResponse:
+    challenge = error.challenge if isinstance(error, Unauthorized) else None
     return JSONResponse(
-        error_body(error.code, error.message, error.details), status_code=status_of(error)
+        error_body(error.code, error.message, error.details),
+        status_code=status_of(error),
+        headers={"WWW-Authenticate": challenge} if challenge else None,
     )
 
 

@@ -11,7 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import auditing, errors
-from app.api import admin, audit, rg, vault, wallet
+from app.api import admin, audit, kyc, me, rg, vault, wallet
+from app.gating import build_gate
 from app.runtime import vault_keys
 from audit import keys
 from compliance.vault.keys import KeyProvider
@@ -128,12 +129,15 @@ def create_app(
     app.state.uow_factory = uow_factory
     app.state.vault_uow_factory = vault_uow_factory
     app.state.vault_keys = vault_key_provider or vault_keys(settings)
+    app.state.gate = build_gate(settings, vault_uow_factory, app.state.vault_keys)
     errors.install(app)
     app.include_router(wallet.router)
     app.include_router(admin.router)
     app.include_router(audit.router)
     app.include_router(vault.router)
     app.include_router(rg.router)
+    app.include_router(kyc.router)
+    app.include_router(me.router)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:

@@ -419,3 +419,93 @@ class ResponsibleGambling(BaseModel):
     currency: str
     limits: list[LimitState]
     exclusions: list[ExclusionStarted]
+
+
+# -- the player's own API (player tokens) ---------------------------------------------------------
+
+
+class PlayerToken(BaseModel):
+    token: str = Field(description="A JWT for `Authorization: Bearer`: only for this player")
+    expires_at: datetime
+
+
+class PlayerLimitRequest(Strict):
+    kind: Literal["deposit", "loss", "wager"]
+    period: Literal["24h", "7d", "30d"]
+    amount: Amount | None = Field(
+        description="In the wallet's currency; null removes the limit (after cooling-off)"
+    )
+
+
+class PlayerExclusionRequest(Strict):
+    kind: Literal["time_out", "self_exclusion"]
+    until: str | None = Field(
+        description="RFC 3339 end; null only for an indefinite self-exclusion",
+        examples=["2027-06-01T00:00:00Z"],
+    )
+    reason: Label | None = Field(default=None, description="In the player's own words")
+
+
+class HelpContact(BaseModel):
+    name: str
+    url: str
+    phone: str | None
+    languages: list[str]
+
+
+class PlayerDecision(BaseModel):
+    decision_id: uuid.UUID
+    action: str = Field(examples=["bet.place"])
+    reason_code: str = Field(examples=["wager_limit_24h"])
+    reason: str = Field(description="Why, in English, as the ruleset words it")
+    category: str = Field(examples=["responsible_gambling"])
+    policy_version: str
+    decided_at: datetime
+    help: list[HelpContact] = Field(
+        description="For responsible-gambling refusals: where to find help in the player's "
+        "country; empty otherwise"
+    )
+
+
+class PlayerDecisions(BaseModel):
+    decisions: list[PlayerDecision] = Field(description="Refusals only, newest first")
+
+
+# --- KYC, AML holds and linked accounts (operator) ---
+
+
+class KycLevelRequest(Strict):
+    level: Literal["unverified", "basic", "verified"] = Field(
+        description="verified: identity and age proven; only it lets money move past the "
+        "due-diligence threshold and out through withdrawals"
+    )
+    actor: Tag = Field(examples=["officer-7"])
+    reason: Label = Field(examples=["passport and proof of address checked"])
+
+
+class AmlHoldRequest(Strict):
+    on_hold: bool = Field(description="true puts withdrawals on hold; false lifts the hold")
+    actor: Tag = Field(examples=["mlro-1"])
+    reason: Label = Field(examples=["source of funds requested"])
+
+
+class LinkRequest(Strict):
+    linked_player_id: uuid.UUID
+    actor: Tag = Field(examples=["officer-7"])
+    reason: Label = Field(examples=["same household, confirmed by documents"])
+
+
+class LinkedPlayer(BaseModel):
+    player_id: uuid.UUID
+    basis: str
+
+
+class Standing(BaseModel):
+    player_id: uuid.UUID
+    kyc_level: str
+    kyc_set_at: datetime | None
+    aml_hold: bool
+    aml_set_at: datetime | None
+    linked: list[LinkedPlayer] = Field(
+        description="Players whose money counts with this one's towards due diligence"
+    )

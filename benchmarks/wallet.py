@@ -26,9 +26,13 @@ import httpx
 import psycopg
 import uvloop
 
+from app import demo
 from app.client import PitwardenClient
+from app.gating import build_gate
+from app.runtime import vault_keys, with_both
 from core import clients, players, wallets
-from core.database import create_app_engine, prepare
+from core.database import DatabaseUrls, prepare
+from core.guard import Guard
 from core.journal import EventContext
 from core.money import parse_amount
 from core.settings import Settings
@@ -91,7 +95,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def seed(uows: UnitOfWorkFactory, count: int) -> tuple[clients.Client, list[str]]:
+async def seed(
+    uows: UnitOfWorkFactory, count: int, gate: Guard
+) -> tuple[clients.Client, list[str]]:
     async with uows() as uow:
         provider = await clients.register(
             uow,
@@ -113,6 +119,7 @@ async def seed(uows: UnitOfWorkFactory, count: int) -> tuple[clients.Client, lis
                 operator="bench",
                 reason="bench funds",
                 ctx=CTX,
+                guard=gate,
             )
             ids.append(str(player_id))
         await uow.commit()
@@ -268,6 +275,23 @@ def write_doc(section: str, *, begin: str = BEGIN, end: str = END, heading: str 
     DOC.write_text(head + section + rest.split(end, 1)[1])
 
 
+async def setup(settings: Settings, urls: DatabaseUrls) -> tuple[clients.Client, list[str], str]:
+    """Rules active, one provider and funded players (funded through the gate), raw table."""
+
+    async def seeded(
+        uows: UnitOfWorkFactory, vault_uows: UnitOfWorkFactory
+    ) -> tuple[clients.Client, list[str]]:
+        await demo.activate_rules(uows)
+        return await seed(uows, max(LEVELS), build_gate(settings, vault_uows, vault_keys(settings)))
+
+    provider, ids = await with_both(urls, seeded)
+    owner = urls.owner.set(drivername="postgresql").render_as_string(hide_password=False)
+    async with await psycopg.AsyncConnection.connect(owner, autocommit=True) as conn:
+        await conn.execute("CREATE TABLE bench_raw (id bigserial PRIMARY KEY, payload text)")
+        version = await (await conn.execute("SHOW server_version")).fetchone()
+    return provider, ids, f"PostgreSQL {version[0] if version else '?'}"
+
+
 def main() -> None:
     shutil.rmtree(DATA, ignore_errors=True)
     DATA.mkdir(parents=True)
@@ -277,25 +301,7 @@ def main() -> None:
     port = free_port()
     server = None
     try:
-
-        async def setup() -> tuple[clients.Client, list[str], str]:
-            from sqlalchemy.ext.asyncio import async_sessionmaker  # noqa: PLC0415
-
-            engine = create_app_engine(urls.app, pool_size=2)
-            try:
-                uows = UnitOfWorkFactory(async_sessionmaker(engine, expire_on_commit=False))
-                provider, ids = await seed(uows, max(LEVELS))
-            finally:
-                await engine.dispose()
-            owner = urls.owner.set(drivername="postgresql").render_as_string(hide_password=False)
-            async with await psycopg.AsyncConnection.connect(owner, autocommit=True) as conn:
-                await conn.execute(
-                    "CREATE TABLE bench_raw (id bigserial PRIMARY KEY, payload text)"
-                )
-                version = await (await conn.execute("SHOW server_version")).fetchone()
-            return provider, ids, f"PostgreSQL {version[0] if version else '?'}"
-
-        provider, player_ids, pg_version = asyncio.run(setup())
+        provider, player_ids, pg_version = asyncio.run(setup(settings, urls))
         env = os.environ | {"PITWARDEN_DATA_DIR": str(DATA), "PITWARDEN_PORT": str(port)}
         server = subprocess.Popen(  # noqa: S603 - our own console script
             [str(Path(sys.executable).parent / "pitwarden"), "serve"],

@@ -47,3 +47,54 @@ class RgExclusion(Base):
     ends_at: Mapped[datetime | None] = mapped_column(TS)
     set_by: Mapped[str] = mapped_column(sa.Text)
     reason: Mapped[str] = mapped_column(sa.Text)
+
+
+class KycLevel(Base):
+    """The player's KYC level from `set_at` on; the newest row is in force."""
+
+    __tablename__ = "kyc_levels"
+    __table_args__ = (
+        sa.CheckConstraint("level IN ('unverified', 'basic', 'verified')", name="level"),
+        sa.Index("ix_kyc_levels_player_id_id", "player_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(always=True), primary_key=True)
+    player_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("players.id"))
+    level: Mapped[str] = mapped_column(sa.Text)
+    set_by: Mapped[str] = mapped_column(sa.Text)
+    reason: Mapped[str] = mapped_column(sa.Text)
+    set_at: Mapped[datetime] = mapped_column(TS)
+
+
+class AmlHold(Base):
+    """An AML officer puts a player's withdrawals on hold, or lifts the hold; newest wins."""
+
+    __tablename__ = "aml_holds"
+    __table_args__ = (sa.Index("ix_aml_holds_player_id_id", "player_id", "id"),)
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(always=True), primary_key=True)
+    player_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("players.id"))
+    on_hold: Mapped[bool] = mapped_column(sa.Boolean)
+    set_by: Mapped[str] = mapped_column(sa.Text)
+    reason: Mapped[str] = mapped_column(sa.Text)
+    set_at: Mapped[datetime] = mapped_column(TS)
+
+
+class PlayerLink(Base):
+    """Two players who share an email, phone, national id or IBAN, or whom an officer linked:
+    their money counts together towards the due-diligence threshold."""
+
+    __tablename__ = "player_links"
+    __table_args__ = (
+        sa.CheckConstraint(
+            "basis IN ('email', 'phone', 'national_id', 'iban', 'officer')", name="basis"
+        ),
+        sa.CheckConstraint("player_id <> linked_player_id", name="distinct"),
+        sa.UniqueConstraint("player_id", "linked_player_id", "basis"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(always=True), primary_key=True)
+    player_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("players.id"))
+    linked_player_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("players.id"), index=True)
+    basis: Mapped[str] = mapped_column(sa.Text)
+    linked_at: Mapped[datetime] = mapped_column(TS)

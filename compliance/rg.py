@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from core import journal, sql
+from core import journal, players, sql
 from core.errors import Conflict, InvalidRequest
 from core.journal import EventContext
 from core.money import format_minor
@@ -83,6 +83,7 @@ async def set_limit(
         raise InvalidRequest("invalid_limit", "kind is deposit, loss or wager; period 24h, 7d, 30d")
     if amount is not None and amount < 0:
         raise InvalidRequest("invalid_limit", "a limit cannot be negative")
+    await players.lock_player(uow, player_id)  # in order with the player's stakes
     current = (await limits(uow, player_id)).in_force.get((kind, period))
     tightens = amount is not None and (current is None or amount <= current)
     effective_at = uow.now if tightens else uow.now + COOLING_OFF
@@ -147,6 +148,7 @@ async def exclude(
     ctx: EventContext,
 ) -> Exclusion:
     """Start a time-out or a self-exclusion now (`until` None: an indefinite self-exclusion)."""
+    await players.lock_player(uow, player_id)  # in order with the player's stakes
     length = None if until is None else until - uow.now
     if kind == "time_out" and (length is None or not TIME_OUT_MIN <= length <= TIME_OUT_MAX):
         raise InvalidRequest("invalid_exclusion", "a time-out lasts from 24 hours to 6 weeks")
@@ -191,7 +193,7 @@ async def usage(
     used: dict[tuple[Kind, Period], int] = {}
     for period in PERIODS:
         used["wager", period] = int(row[f"wager_{period}"])
-        used["loss", period] = int(row[f"loss_{period}"])
+        used["loss", period] = max(0, int(row[f"loss_{period}"]))  # net: never below 0
         used["deposit", period] = 0  # gross deposits: none until payments exist (issue 6)
     return used
 

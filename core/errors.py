@@ -1,5 +1,12 @@
 """Domain errors: each carries a stable machine-readable code; the API maps class to status."""
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+# A write that must outlive the refusal it belongs to, e.g. the record of a denied decision:
+# the refused action's transaction is rolled back, then these run in the next one.
+KeptWrite = Callable[[Any], Awaitable[None]]
+
 
 class DomainError(Exception):
     """A refusal the caller can act on. Nothing was changed when one is raised."""
@@ -9,6 +16,7 @@ class DomainError(Exception):
         self.code = code
         self.message = message
         self.details: dict[str, object] = details
+        self.kept: tuple[KeptWrite, ...] = ()
 
 
 class InvalidRequest(DomainError):
@@ -26,6 +34,16 @@ class Conflict(DomainError):
 class Refused(DomainError):
     """A rule refuses this actor this action; the decision is recorded (403)."""
 
+    def __init__(
+        self, code: str, message: str, *, kept: tuple[KeptWrite, ...] = (), **details: object
+    ) -> None:
+        super().__init__(code, message, **details)
+        self.kept = kept
+
 
 class Gone(DomainError):
     """What was asked for existed and was deliberately destroyed, e.g. erased data (410)."""
+
+
+class Unavailable(DomainError):
+    """The service cannot decide safely right now, e.g. no policy is active (503). Fails closed."""

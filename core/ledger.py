@@ -161,8 +161,13 @@ async def post(
     reason: str | None = None,
     reverses_id: int | None = None,
     fx: FxApplied | None = None,
+    decision_id: uuid.UUID | None = None,
 ) -> int:
     """Write one balanced ledger transaction, and its `ledger.posted` event, and return its id.
+
+    A transaction that moves a player's money names the policy decision that allowed it
+    (`decision_id`): PostgreSQL refuses it otherwise, and refuses a decision that denied, was
+    about another player or another kind of movement, or already allowed another transaction.
 
     The event lists every posting by account code, so the books at any instant can be rebuilt
     from the journal alone (and from the audit log over it).
@@ -172,10 +177,10 @@ async def post(
     txn_id: int = await sql.scalar(
         uow,
         "INSERT INTO ledger_transactions (kind, created_at, player_id, reverses_id, reference,"
-        " operator, reason, fx_rate, fx_source, fx_as_of, original_amount, original_currency)"
-        " VALUES (%(kind)s, %(now)s, %(player_id)s, %(reverses_id)s, %(reference)s,"
+        " operator, reason, fx_rate, fx_source, fx_as_of, original_amount, original_currency,"
+        " decision_id) VALUES (%(kind)s, %(now)s, %(player_id)s, %(reverses_id)s, %(reference)s,"
         " %(operator)s, %(reason)s, %(fx_rate)s, %(fx_source)s, %(fx_as_of)s,"
-        " %(original_amount)s, %(original_currency)s) RETURNING id",
+        " %(original_amount)s, %(original_currency)s, %(decision_id)s) RETURNING id",
         {
             "kind": kind,
             "now": uow.now,
@@ -189,6 +194,7 @@ async def post(
             "fx_as_of": fx.as_of if fx else None,
             "original_amount": fx.original.minor if fx else None,
             "original_currency": fx.original.currency if fx else None,
+            "decision_id": decision_id,
         },
     )
     rows = sorted(

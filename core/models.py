@@ -126,6 +126,11 @@ class LedgerTransaction(Base):
     fx_as_of: Mapped[datetime | None] = mapped_column(TS)
     original_amount: Mapped[int | None] = mapped_column(sa.BigInteger)
     original_currency: Mapped[str | None] = mapped_column(CURRENCY)
+    # The decision that allowed it; one decision allows one transaction. A trigger (migration
+    # 0006) requires one, allowing, for this player and kind, on every new player transaction.
+    decision_id: Mapped[uuid.UUID | None] = mapped_column(
+        sa.ForeignKey("policy_decisions.id"), unique=True
+    )
 
 
 class Posting(Base):
@@ -256,6 +261,14 @@ class Bet(Base):
         ),
         sa.CheckConstraint("(status = 'OPEN') = (settled_at IS NULL)", name="settled_at"),
         sa.CheckConstraint("payout IS NULL OR payout >= 0", name="payout_not_negative"),
+        # A player's windowed usage (responsible-gambling limits, due diligence) read from
+        # the index alone.
+        sa.Index(
+            "ix_bets_player_id_placed_at",
+            "player_id",
+            "placed_at",
+            postgresql_include=["stake", "payout", "status", "currency"],
+        ),
     )
 
     id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)

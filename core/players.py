@@ -56,6 +56,14 @@ async def register(
     return player_id
 
 
+async def lock_player(uow: UnitOfWork, player_id: uuid.UUID) -> None:
+    """Queue behind every other unit of work on this player until commit: money movements and
+    changes to what the gate reads (limits, exclusions) take it, so they happen one after the
+    other, and each one's `now` is read after the wait, so their times follow the same order."""
+    await sql.run(uow, "SELECT 1 FROM players WHERE id = %(id)s FOR UPDATE", {"id": player_id})
+    uow.retime()
+
+
 async def wallet(uow: UnitOfWork, player_id: uuid.UUID, *, lock: bool = False) -> Wallet:
     """The player's wallet with current balances.
 
@@ -63,7 +71,7 @@ async def wallet(uow: UnitOfWork, player_id: uuid.UUID, *, lock: bool = False) -
     cannot change underneath: every money movement of a player takes this lock.
     """
     if lock:  # a separate statement: a join would read balances from before the lock wait
-        await sql.run(uow, "SELECT 1 FROM players WHERE id = %(id)s FOR UPDATE", {"id": player_id})
+        await lock_player(uow, player_id)
     rows = await sql.all_rows(
         uow,
         "SELECT a.id, a.code, a.kind, a.currency, b.balance"

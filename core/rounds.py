@@ -1,7 +1,9 @@
 """Game rounds and bets, as a seamless-wallet provider drives them.
 
 Every operation first locks the player's wallet, so a player's bets, wins and rollbacks are
-serial and every check below is free of races. A provider's `transaction_uuid` names one
+serial and every check below is free of races. Once its own checks pass, an operation that moves
+money asks its guard (core.guard) right before posting: the policy decision is taken under the
+same lock, so two stakes cannot both slip under a limit. A provider's `transaction_uuid` names one
 business action: the same uuid with the same content answers the first outcome again, with
 different content it is refused.
 
@@ -17,6 +19,7 @@ from typing import Any, Literal
 
 from core import fx, journal, ledger, players, sql
 from core.errors import Conflict, InvalidRequest, NotFound
+from core.guard import Guard, Movement
 from core.journal import EventContext
 from core.money import Money, convert, format_minor, split_proportionally
 from core.uow import UnitOfWork
@@ -80,7 +83,7 @@ def content_hash(cmd: Command) -> bytes:
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).digest()
 
 
-async def place_bet(uow: UnitOfWork, cmd: PlaceBet, ctx: EventContext) -> Outcome:
+async def place_bet(uow: UnitOfWork, cmd: PlaceBet, ctx: EventContext, *, guard: Guard) -> Outcome:
     wallet = await players.wallet(uow, cmd.player_id, lock=True)
     found = await _lookup(uow, cmd)
     if seen := _seen_before(found, cmd, wallet):
@@ -95,6 +98,7 @@ async def place_bet(uow: UnitOfWork, cmd: PlaceBet, ctx: EventContext) -> Outcom
     stake, conversion = await fx.to_wallet_currency(uow, cmd.amount, wallet.currency)
     if wallet.total.minor < stake.minor:
         raise insufficient_funds(wallet, stake)
+    decision_id = await guard(uow, Movement("bet.place", cmd.player_id, stake), ctx)
     cash = min(wallet.cash_balance, stake.minor)
     bonus = stake.minor - cash
     revenue = await _revenue_account(uow, cmd.provider_code, wallet.currency)
@@ -110,6 +114,7 @@ async def place_bet(uow: UnitOfWork, cmd: PlaceBet, ctx: EventContext) -> Outcom
         player_id=cmd.player_id,
         reference=f"{cmd.provider_code}:{cmd.bet_ref}",
         fx=conversion,
+        decision_id=decision_id,
     )
     bet_id = await sql.scalar(
         uow,
@@ -145,6 +150,7 @@ async def place_bet(uow: UnitOfWork, cmd: PlaceBet, ctx: EventContext) -> Outcom
                 "stake_cash": format_minor(cash, wallet.currency),
                 "stake_bonus": format_minor(bonus, wallet.currency),
                 "ledger_transaction_id": txn_id,
+                "decision_id": str(decision_id),
                 **_fx_data(conversion),
             },
         )
@@ -156,7 +162,9 @@ async def place_bet(uow: UnitOfWork, cmd: PlaceBet, ctx: EventContext) -> Outcom
     return Outcome(cmd.transaction_uuid, cmd.round_ref, cmd.bet_ref, "OPEN", txn_id, after)
 
 
-async def settle_bet(uow: UnitOfWork, cmd: SettleBet, ctx: EventContext) -> Outcome:
+async def settle_bet(
+    uow: UnitOfWork, cmd: SettleBet, ctx: EventContext, *, guard: Guard
+) -> Outcome:
     wallet = await players.wallet(uow, cmd.player_id, lock=True)
     found = await _lookup(uow, cmd)
     if seen := _seen_before(found, cmd, wallet):
@@ -173,6 +181,8 @@ async def settle_bet(uow: UnitOfWork, cmd: SettleBet, ctx: EventContext) -> Outc
     payout = _payout_in_wallet_currency(found, cmd.amount, wallet.currency)
     stake = found["stake"]
     status: BetStatus = "LOSE" if payout == 0 else "PUSH" if payout == stake else "WIN"
+    settle = Movement("bet.settle", cmd.player_id, Money(payout, wallet.currency))
+    decision_id = await guard(uow, settle, ctx)
     txn_id = None
     to_cash, to_bonus = split_proportionally(payout, (found["stake_cash"], found["stake_bonus"]))
     if payout:
@@ -188,6 +198,7 @@ async def settle_bet(uow: UnitOfWork, cmd: SettleBet, ctx: EventContext) -> Outc
             ctx=ctx,
             player_id=cmd.player_id,
             reference=f"{cmd.provider_code}:{cmd.bet_ref}",
+            decision_id=decision_id,
         )
     await _finish_bet(uow, found["bet_id"], status=status, payout=payout, txn_id=txn_id)
     await _remember(uow, cmd, bet_id=found["bet_id"], ledger_transaction_id=txn_id)
@@ -202,6 +213,7 @@ async def settle_bet(uow: UnitOfWork, cmd: SettleBet, ctx: EventContext) -> Outc
                 "to_cash": format_minor(to_cash, wallet.currency),
                 "to_bonus": format_minor(to_bonus, wallet.currency),
                 "ledger_transaction_id": txn_id,
+                "decision_id": str(decision_id),
             },
         )
     ]
@@ -216,7 +228,9 @@ async def settle_bet(uow: UnitOfWork, cmd: SettleBet, ctx: EventContext) -> Outc
     return Outcome(cmd.transaction_uuid, cmd.round_ref, cmd.bet_ref, status, txn_id, after)
 
 
-async def rollback_bet(uow: UnitOfWork, cmd: RollbackBet, ctx: EventContext) -> Outcome:
+async def rollback_bet(
+    uow: UnitOfWork, cmd: RollbackBet, ctx: EventContext, *, guard: Guard
+) -> Outcome:
     wallet = await players.wallet(uow, cmd.player_id, lock=True)
     found = await _lookup(uow, cmd)
     if seen := _seen_before(found, cmd, wallet):
@@ -250,6 +264,8 @@ async def rollback_bet(uow: UnitOfWork, cmd: RollbackBet, ctx: EventContext) -> 
             bet_status=found["bet_status"],
         )
     stake, cash, bonus = found["stake"], found["stake_cash"], found["stake_bonus"]
+    refund = Movement("bet.rollback", cmd.player_id, Money(stake, wallet.currency))
+    decision_id = await guard(uow, refund, ctx)
     revenue = await _revenue_account(uow, cmd.provider_code, wallet.currency)
     txn_id = await ledger.post(
         uow,
@@ -263,6 +279,7 @@ async def rollback_bet(uow: UnitOfWork, cmd: RollbackBet, ctx: EventContext) -> 
         player_id=cmd.player_id,
         reference=f"{cmd.provider_code}:{cmd.bet_ref}",
         reverses_id=found["stake_transaction_id"],
+        decision_id=decision_id,
     )
     await _finish_bet(uow, found["bet_id"], status="VOID", payout=None, txn_id=txn_id)
     await _remember(uow, cmd, bet_id=found["bet_id"], ledger_transaction_id=txn_id)
@@ -277,6 +294,7 @@ async def rollback_bet(uow: UnitOfWork, cmd: RollbackBet, ctx: EventContext) -> 
             "to_cash": format_minor(cash, wallet.currency),
             "to_bonus": format_minor(bonus, wallet.currency),
             "ledger_transaction_id": txn_id,
+            "decision_id": str(decision_id),
         },
     )
     after = dataclasses.replace(

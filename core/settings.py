@@ -41,6 +41,11 @@ class Settings:
     vault_db_password: str = ""
     aml_retention_years: int = 5
     aml_retention_by_jurisdiction: str = ""
+    # The gate's per-jurisdiction settings (blocked, due-diligence threshold); None: the file
+    # shipped in compliance/data/jurisdictions.json.
+    jurisdictions_file: Path | None = None
+    # Player tokens: the Ed25519 signing key (default <data_dir>/secrets/player-token-key).
+    player_token_key_file: Path | None = None
 
     def retention_years(self, jurisdiction: str) -> int:
         for item in self.aml_retention_by_jurisdiction.split(","):
@@ -85,4 +90,14 @@ class Settings:
                 env.get("PITWARDEN_AML_RETENTION_YEARS", defaults.aml_retention_years)
             ),
             aml_retention_by_jurisdiction=env.get("PITWARDEN_AML_RETENTION_BY_JURISDICTION", ""),
+            jurisdictions_file=(
+                Path(env["PITWARDEN_JURISDICTIONS_FILE"]).resolve()
+                if env.get("PITWARDEN_JURISDICTIONS_FILE")
+                else None
+            ),
+            player_token_key_file=(
+                Path(env["PITWARDEN_PLAYER_TOKEN_KEY_FILE"]).resolve()
+                if env.get("PITWARDEN_PLAYER_TOKEN_KEY_FILE")
+                else None
+            ),
         )

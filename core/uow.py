@@ -18,7 +18,8 @@ class UnitOfWork:
     """Services receive it explicitly and may flush; only the entrypoint that opened it commits.
 
     `now` is read once when the unit of work starts, so every row and event it writes carries
-    the same instant; the clock is injectable for tests.
+    the same instant (read again once after a lock wait, see `retime`); the clock is injectable
+    for tests.
     """
 
     session: AsyncSession
@@ -55,6 +56,12 @@ class UnitOfWork:
     async def commit(self) -> None:
         await self.session.commit()
         self.committed = True
+
+    def retime(self) -> None:
+        """Read the clock again after taking a lock that queues this unit behind others: its
+        instant is then not before theirs, so a check of "what happened up to now" made under
+        the lock sees everything the earlier holders wrote."""
+        self.now = max(self.now, self._clock())
 
     async def rollback(self) -> None:
         """Discard everything so far and start afresh (with a new `now`)."""

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 
 from core import journal, ledger, players
 from core.errors import Conflict, InvalidRequest, NotFound
+from core.guard import Action, Guard, Movement
 from core.journal import EventContext
 from core.models import LedgerTransaction, Posting
 from core.money import Money
@@ -43,6 +44,7 @@ async def adjust(
     operator: str,
     reason: str,
     ctx: EventContext,
+    guard: Guard,
 ) -> Adjusted:
     if not reason.strip() or not operator.strip():
         raise InvalidRequest("reason_required", "an adjustment needs an operator and a reason")
@@ -63,6 +65,8 @@ async def adjust(
         kind="manual_adjustment" if source == "cash" else "bonus_liability",
         currency=wallet.currency,
     )
+    action: Action = "adjustment.credit" if direction == "credit" else "adjustment.debit"
+    decision_id = await guard(uow, Movement(action, player_id, amount), ctx)
     signed = amount.minor if direction == "credit" else -amount.minor
     txn_id = await ledger.post(
         uow,
@@ -72,6 +76,7 @@ async def adjust(
         player_id=player_id,
         operator=operator,
         reason=reason,
+        decision_id=decision_id,
     )
     await journal.record(
         uow,
@@ -85,13 +90,20 @@ async def adjust(
             "operator": operator,
             "reason": reason,
             "ledger_transaction_id": txn_id,
+            "decision_id": str(decision_id),
         },
     )
     return Adjusted(txn_id, await players.wallet(uow, player_id))
 
 
 async def reverse_adjustment(
-    uow: UnitOfWork, *, transaction_id: int, operator: str, reason: str, ctx: EventContext
+    uow: UnitOfWork,
+    *,
+    transaction_id: int,
+    operator: str,
+    reason: str,
+    ctx: EventContext,
+    guard: Guard,
 ) -> Adjusted:
     """Correct a manual adjustment by a new transaction that mirrors it, linked to it."""
     if not reason.strip() or not operator.strip():
@@ -118,6 +130,12 @@ async def reverse_adjustment(
     held = wallet.cash_balance if player_leg.account_id == wallet.cash.id else wallet.bonus_balance
     if held < player_leg.amount:
         raise insufficient_funds(wallet, Money(player_leg.amount, wallet.currency))
+    undo = Movement(
+        "adjustment.debit" if player_leg.amount > 0 else "adjustment.credit",
+        wallet.player_id,
+        Money(abs(player_leg.amount), wallet.currency),
+    )
+    decision_id = await guard(uow, undo, ctx)
     house = [p for p in postings if p.account_id not in refs]
     legs = [ledger.Leg(refs[player_leg.account_id], -player_leg.amount)] + [
         ledger.Leg(await ledger.account_by_id(uow, p.account_id), -p.amount) for p in house
@@ -131,6 +149,7 @@ async def reverse_adjustment(
         operator=operator,
         reason=reason,
         reverses_id=transaction_id,
+        decision_id=decision_id,
     )
     await journal.record(
         uow,
@@ -143,6 +162,7 @@ async def reverse_adjustment(
             "operator": operator,
             "reason": reason,
             "ledger_transaction_id": txn_id,
+            "decision_id": str(decision_id),
         },
     )
     return Adjusted(txn_id, await players.wallet(uow, wallet.player_id))

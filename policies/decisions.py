@@ -21,15 +21,71 @@ from core.errors import NotFound
 from core.journal import EventContext
 from core.uow import UnitOfWork
 from policies import registry, ruleset
-from policies.engine import Decision
+from policies.engine import Decision, Engine, InvalidFacts, UnknownAction
 
 Facts = Mapping[str, bool | int | str]
 
 
 @dataclass(frozen=True)
 class Recorded:
+    """A decision with its id and the facts it was taken on: stored by `store`."""
+
     id: uuid.UUID
     decision: Decision
+    player_id: uuid.UUID | None
+    facts: Facts
+    decided_at: datetime
+
+
+def _declared(engine: Engine, facts: Facts) -> Facts:
+    return {name: value for name, value in facts.items() if name in engine.ruleset.facts}
+
+
+def evaluate(
+    engine: Engine, *, action: str, facts: Facts, player_id: uuid.UUID | None, at: datetime
+) -> Recorded:
+    """Decide with `engine` on the facts it declares, not yet stored. The record keeps every
+    fact it was given, so another version (declaring others) can be tried on it later."""
+    return Recorded(
+        uuid.uuid4(), engine.decide(action, _declared(engine, facts)), player_id, dict(facts), at
+    )
+
+
+async def store(uow: UnitOfWork, recorded: Recorded, ctx: EventContext) -> None:
+    """Store the decision and journal it (without its facts: they are in the record)."""
+    decision = recorded.decision
+    await sql.run(
+        uow,
+        "INSERT INTO policy_decisions (id, action, player_id, facts, version, content_hash,"
+        " rule_ids, effect, reason_code, decided_at) VALUES (%(id)s, %(action)s, %(player)s,"
+        " %(facts)s, %(version)s, %(hash)s, %(rules)s, %(effect)s, %(reason)s, %(at)s)",
+        {
+            "id": recorded.id,
+            "action": decision.action,
+            "player": recorded.player_id,
+            "facts": Jsonb(dict(recorded.facts)),
+            "version": decision.version,
+            "hash": decision.ruleset_hash,
+            "rules": list(decision.rule_ids),
+            "effect": decision.effect,
+            "reason": decision.reason_code,
+            "at": recorded.decided_at,
+        },
+    )
+    await journal.record(
+        uow,
+        "policy.decided",
+        ctx=ctx,
+        player_id=recorded.player_id,
+        data={
+            "decision_id": str(recorded.id),
+            "action": decision.action,
+            "effect": decision.effect,
+            "reason_code": decision.reason_code,
+            "rule_ids": list(decision.rule_ids),
+            "policy_ver": decision.version,
+        },
+    )
 
 
 async def decide(
@@ -45,41 +101,9 @@ async def decide(
     """Ask the active ruleset of the jurisdiction, and store and journal the answer."""
     activation = await registry.active(uow, jurisdiction)
     engine = registry.engine_for(activation.version, activation.content_hash, root=root)
-    decision = engine.decide(action, facts)
-    decision_id = uuid.uuid4()
-    await sql.run(
-        uow,
-        "INSERT INTO policy_decisions (id, action, player_id, facts, version, content_hash,"
-        " rule_ids, effect, reason_code, decided_at) VALUES (%(id)s, %(action)s, %(player)s,"
-        " %(facts)s, %(version)s, %(hash)s, %(rules)s, %(effect)s, %(reason)s, %(now)s)",
-        {
-            "id": decision_id,
-            "action": action,
-            "player": player_id,
-            "facts": Jsonb(dict(facts)),
-            "version": decision.version,
-            "hash": decision.ruleset_hash,
-            "rules": list(decision.rule_ids),
-            "effect": decision.effect,
-            "reason": decision.reason_code,
-            "now": uow.now,
-        },
-    )
-    await journal.record(
-        uow,
-        "policy.decided",
-        ctx=ctx,
-        player_id=player_id,
-        data={
-            "decision_id": str(decision_id),
-            "action": action,
-            "effect": decision.effect,
-            "reason_code": decision.reason_code,
-            "rule_ids": list(decision.rule_ids),
-            "policy_ver": decision.version,
-        },
-    )
-    return Recorded(decision_id, decision)
+    recorded = evaluate(engine, action=action, facts=facts, player_id=player_id, at=uow.now)
+    await store(uow, recorded, ctx)
+    return recorded
 
 
 @dataclass(frozen=True)
@@ -112,24 +136,38 @@ async def replay(
     if row is None:
         raise NotFound("unknown_decision", "no such decision", decision_id=str(decision_id))
     engine = registry.engine_for(row["version"], row["content_hash"], root=root)
-    return _replayed(row, engine.decide(row["action"], row["facts"]))
+    return _replayed(row, engine.decide(row["action"], _declared(engine, row["facts"])))
 
 
 def _replayed(row: dict[str, Any], now: Decision) -> Replayed:
     return Replayed(row["id"], row["effect"], row["reason_code"], tuple(row["rule_ids"]), now)
 
 
+@dataclass(frozen=True)
+class WhatIf:
+    version: str
+    tried: int
+    changed: list[Replayed]
+    # Decisions the version cannot take on what was recorded: (id, why), e.g. a fact it needs
+    # that did not exist when the decision was taken, or an action it has no rule for.
+    undecidable: list[tuple[uuid.UUID, str]]
+
+
 async def what_if(
     uow: UnitOfWork, *, version: str, since: datetime, root: Path = ruleset.RULESETS
-) -> list[Replayed]:
+) -> WhatIf:
     """Past decisions (since `since`) that `version` would have decided otherwise."""
     engine = registry.engine_for(version, ruleset.content_hash(root / version), root=root)
     rows = await sql.all_rows(
         uow, _STORED + " WHERE decided_at >= %(since)s ORDER BY decided_at", {"since": since}
     )
-    replays = [_replayed(row, engine.decide(row["action"], row["facts"])) for row in rows]
-    return [
-        r
-        for r in replays
-        if (r.stored_effect, r.stored_reason) != (r.now.effect, r.now.reason_code)
-    ]
+    changed, undecidable = [], []
+    for row in rows:
+        try:
+            now = engine.decide(row["action"], _declared(engine, row["facts"]))
+        except (InvalidFacts, UnknownAction) as error:
+            undecidable.append((row["id"], str(error)))
+            continue
+        if (row["effect"], row["reason_code"]) != (now.effect, now.reason_code):
+            changed.append(_replayed(row, now))
+    return WhatIf(version, len(rows), changed, undecidable)

@@ -4,11 +4,12 @@ Tests that need real commits (concurrency, deferred triggers) use `committed_uow
 uniquely keyed data of their own; the whole database is deleted with the server at the end.
 """
 
+import asyncio
 import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -18,6 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from app.client import PitwardenClient
 from app.main import create_app
+from app.runtime import with_uow_factory
+from compliance import jurisdictions
+from compliance.gate import Gate
 from compliance.vault.keys import LocalKeyFile
 from core import clients
 from core.database import (
@@ -33,9 +37,11 @@ from core.database import (
 from core.journal import EventContext
 from core.settings import Settings
 from core.uow import UnitOfWork, UnitOfWorkFactory
+from policies import registry
 
 ROOT = Path(__file__).resolve().parent.parent
 CTX = EventContext(actor="test", trace_id="test")
+RULESET = "2026-11-v2"
 
 
 class Clock:
@@ -57,8 +63,31 @@ def db_urls() -> Iterator[DatabaseUrls]:
     owner = embedded_owner_url(server, database="pitwarden_test")
     ensure_database(owner)
     migrate(owner)
-    yield DatabaseUrls(owner=owner, app=app_url_for(owner, None), vault=vault_url_for(owner, None))
+    urls = DatabaseUrls(owner=owner, app=app_url_for(owner, None), vault=vault_url_for(owner, None))
+    asyncio.run(with_uow_factory(urls.app, _activate_rules))
+    yield urls
     server.cleanup()
+
+
+async def _activate_rules(uows: UnitOfWorkFactory) -> None:
+    """The ruleset every test's money moves under, as an operator would activate it."""
+    async with uows() as uow:
+        await registry.activate(
+            uow, version=RULESET, jurisdiction="*", actor="test", reason="test session", ctx=CTX
+        )
+        await uow.commit()
+
+
+class NoAgesOnFile:
+    """Players made by the factories have no personal data, so no date of birth."""
+
+    async def age_years(self, player_id: uuid.UUID, on: date) -> int | None:
+        del player_id, on
+        return None
+
+
+# The real gate, for tests that move money through the core directly (the API builds its own).
+GATE = Gate(ages=NoAgesOnFile(), jurisdictions=jurisdictions.load())
 
 
 @pytest.fixture(scope="session")
@@ -126,8 +155,8 @@ async def uow(uows: UnitOfWorkFactory) -> AsyncIterator[UnitOfWork]:
 
 
 @pytest.fixture
-def settings() -> Settings:
-    return Settings(data_dir=ROOT / "var")
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=ROOT / "var", player_token_key_file=tmp_path / "player-token-key")
 
 
 class Api:

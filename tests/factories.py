@@ -6,7 +6,7 @@ from typing import Any
 from core import players, wallets
 from core.money import parse_amount
 from core.uow import UnitOfWork, UnitOfWorkFactory
-from tests.conftest import CTX, Api
+from tests.conftest import CTX, GATE, Api
 
 
 async def player(
@@ -29,6 +29,7 @@ async def player(
                 operator="factory",
                 reason="test funds",
                 ctx=CTX,
+                guard=GATE,
             )
     return player_id
 
@@ -74,11 +75,18 @@ def rollback_body(bet: dict[str, Any], **overrides: Any) -> dict[str, Any]:
 
 
 async def committed_player(
-    uows: UnitOfWorkFactory, *, cash: str = "0", bonus: str = "0", currency: str = "EUR"
+    uows: UnitOfWorkFactory,
+    *,
+    cash: str = "0",
+    bonus: str = "0",
+    currency: str = "EUR",
+    jurisdiction: str = "MT",
 ) -> uuid.UUID:
     """A player funded in a unit of work of its own (committed, or savepoint-released)."""
     async with uows() as uow:
-        player_id = await player(uow, cash=cash, bonus=bonus, currency=currency)
+        player_id = await player(
+            uow, cash=cash, bonus=bonus, currency=currency, jurisdiction=jurisdiction
+        )
         await uow.commit()
     return player_id
 

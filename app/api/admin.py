@@ -12,6 +12,7 @@ from app import schemas
 from app.api import idempotent
 from app.api.wallet import ERRORS
 from app.auth import IdempotencyKey, Operator, Uow
+from app.gating import Gated
 from core import fx, ledger, players, wallets
 from core.errors import InvalidRequest
 from core.journal import rfc3339
@@ -54,11 +55,13 @@ async def create_player(
 
 @router.post("/adjustments", response_model=schemas.AdjustmentDone)
 async def adjust(
+    *,
     request: Request,
     body: schemas.Adjustment,
     uow: Uow,
     principal: Operator,
     key: IdempotencyKey,
+    gate: Gated,
 ) -> Response:
     """Credit or debit a wallet by hand: a normal ledger transaction, journaled with its reason."""
 
@@ -72,6 +75,7 @@ async def adjust(
             operator=body.operator,
             reason=body.reason,
             ctx=principal.context(),
+            guard=gate,
         )
         return schemas.AdjustmentDone.of(
             done.wallet, ledger_transaction_id=done.ledger_transaction_id
@@ -89,6 +93,7 @@ async def reverse_adjustment(
     uow: Uow,
     principal: Operator,
     key: IdempotencyKey,
+    gate: Gated,
 ) -> Response:
     """Correct an adjustment: a new mirrored transaction linked to it (each reversed once)."""
 
@@ -99,6 +104,7 @@ async def reverse_adjustment(
             operator=body.operator,
             reason=body.reason,
             ctx=principal.context(),
+            guard=gate,
         )
         return schemas.AdjustmentDone.of(
             done.wallet, ledger_transaction_id=done.ledger_transaction_id

@@ -2,8 +2,9 @@
 
 Same key + same request: the stored answer again (success or failure) with
 `Idempotent-Replayed: true`. Same key + another request: 422. A refusal rolls back everything the
-action did, then stores itself under the key in a fresh transaction, so a retry never turns an
-earlier failure into a success.
+action did, then stores itself under the key in a fresh transaction (with the writes it asks to
+keep, such as the record of a denied policy decision), so a retry never turns an earlier
+failure into a success.
 """
 
 import hashlib
@@ -56,6 +57,8 @@ async def run(
     except DomainError as refusal:
         await uow.rollback()
         await clients.consume_nonce(uow, client_id=client_id, nonce=principal.nonce)
+        for write in refusal.kept:  # e.g. the record of a denied policy decision
+            await write(uow)
         answer = clients.StoredResponse(
             status_of(refusal), _json(error_body(refusal.code, refusal.message, refusal.details))
         )

@@ -1,8 +1,8 @@
 """Responsible gambling for operators: limits, time-outs, self-exclusions, and where a player
-stands. (Player-facing calls need player authentication, which Pitwarden does not have yet.)"""
+stands. The player's own calls (app/api/me.py) share the three functions below."""
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
@@ -14,87 +14,63 @@ from app.api.wallet import ERRORS
 from app.auth import IdempotencyKey, Operator, Uow
 from compliance import rg
 from core import players
+from core.journal import EventContext
 from core.money import format_minor, parse_amount
+from core.uow import UnitOfWork
 
 router = APIRouter(prefix="/v1/admin/players", tags=["responsible gambling"], responses=ERRORS)
 PlayerId = Annotated[uuid.UUID, Path()]
 
 
-@router.post("/{player_id}/limits", response_model=schemas.LimitChanged)
-async def set_limit(
+async def change_limit(
+    uow: UnitOfWork,
     *,
-    request: Request,
-    player_id: PlayerId,
-    body: schemas.LimitRequest,
-    uow: Uow,
-    principal: Operator,
-    key: IdempotencyKey,
-) -> Response:
-    """A decrease is in force at once; an increase or a removal after 24 hours."""
-
-    async def act() -> schemas.LimitChanged:
-        currency = (await players.wallet(uow, player_id)).currency
-        amount = (
-            None
-            if body.amount is None
-            else parse_amount(body.amount, currency, allow_zero=True).minor
-        )
-        done = await rg.set_limit(
-            uow,
-            player_id=player_id,
-            kind=body.kind,
-            period=body.period,
-            amount=amount,
-            actor=body.actor,
-            ctx=principal.context(),
-        )
-        return schemas.LimitChanged(
-            kind=done.kind,
-            period=done.period,
-            amount=None if amount is None else format_minor(amount, currency),
-            effective_at=done.effective_at,
-            immediate=done.immediate,
-            message=rg.describe(done, currency),
-        )
-
-    return await idempotent.run(request, uow=uow, principal=principal, key=key, action=act)
+    player_id: uuid.UUID,
+    kind: rg.Kind,
+    period: rg.Period,
+    amount: str | None,
+    actor: str,
+    ctx: EventContext,
+) -> schemas.LimitChanged:
+    currency = (await players.wallet(uow, player_id)).currency
+    minor = None if amount is None else parse_amount(amount, currency, allow_zero=True).minor
+    done = await rg.set_limit(
+        uow, player_id=player_id, kind=kind, period=period, amount=minor, actor=actor, ctx=ctx
+    )
+    return schemas.LimitChanged(
+        kind=done.kind,
+        period=done.period,
+        amount=None if minor is None else format_minor(minor, currency),
+        effective_at=done.effective_at,
+        immediate=done.immediate,
+        message=rg.describe(done, currency),
+    )
 
 
-@router.post("/{player_id}/exclusions", response_model=schemas.ExclusionStarted)
-async def exclude(
+async def start_exclusion(
+    uow: UnitOfWork,
     *,
-    request: Request,
-    player_id: PlayerId,
-    body: schemas.ExclusionRequest,
-    uow: Uow,
-    principal: Operator,
-    key: IdempotencyKey,
-) -> Response:
-    """A time-out (24 hours to 6 weeks) or a self-exclusion (6 months or more, or
-    indefinite), in force at once; a self-exclusion cannot be shortened."""
-
-    async def act() -> schemas.ExclusionStarted:
-        await players.wallet(uow, player_id)  # an unknown player is a 404
-        until = parse_instant(body.until, "until") if body.until else None
-        done = await rg.exclude(
-            uow,
-            player_id=player_id,
-            kind=body.kind,
-            until=until,
-            actor=body.actor,
-            reason=body.reason,
-            ctx=principal.context(),
-        )
-        return schemas.ExclusionStarted(
-            kind=done.kind, starts_at=done.starts_at, ends_at=done.ends_at
-        )
-
-    return await idempotent.run(request, uow=uow, principal=principal, key=key, action=act)
+    player_id: uuid.UUID,
+    kind: Literal["time_out", "self_exclusion"],
+    until: str | None,
+    actor: str,
+    reason: str,
+    ctx: EventContext,
+) -> schemas.ExclusionStarted:
+    await players.wallet(uow, player_id)  # an unknown player is a 404
+    done = await rg.exclude(
+        uow,
+        player_id=player_id,
+        kind=kind,
+        until=parse_instant(until, "until") if until else None,
+        actor=actor,
+        reason=reason,
+        ctx=ctx,
+    )
+    return schemas.ExclusionStarted(kind=done.kind, starts_at=done.starts_at, ends_at=done.ends_at)
 
 
-@router.get("/{player_id}/responsible-gambling", response_model=schemas.ResponsibleGambling)
-async def standing(player_id: PlayerId, uow: Uow, _: Operator) -> schemas.ResponsibleGambling:
-    """Limits in force and pending, what is used of each, and exclusions in force."""
+async def standing_of(uow: UnitOfWork, player_id: uuid.UUID) -> schemas.ResponsibleGambling:
     currency = (await players.wallet(uow, player_id)).currency
     current = await rg.limits(uow, player_id)
     used = await rg.usage(uow, player_id)
@@ -125,3 +101,62 @@ async def standing(player_id: PlayerId, uow: Uow, _: Operator) -> schemas.Respon
             for e in await rg.exclusions_in_force(uow, player_id)
         ],
     )
+
+
+@router.post("/{player_id}/limits", response_model=schemas.LimitChanged)
+async def set_limit(
+    *,
+    request: Request,
+    player_id: PlayerId,
+    body: schemas.LimitRequest,
+    uow: Uow,
+    principal: Operator,
+    key: IdempotencyKey,
+) -> Response:
+    """A decrease is in force at once; an increase or a removal after 24 hours."""
+
+    async def act() -> schemas.LimitChanged:
+        return await change_limit(
+            uow,
+            player_id=player_id,
+            kind=body.kind,
+            period=body.period,
+            amount=body.amount,
+            actor=body.actor,
+            ctx=principal.context(),
+        )
+
+    return await idempotent.run(request, uow=uow, principal=principal, key=key, action=act)
+
+
+@router.post("/{player_id}/exclusions", response_model=schemas.ExclusionStarted)
+async def exclude(
+    *,
+    request: Request,
+    player_id: PlayerId,
+    body: schemas.ExclusionRequest,
+    uow: Uow,
+    principal: Operator,
+    key: IdempotencyKey,
+) -> Response:
+    """A time-out (24 hours to 6 weeks) or a self-exclusion (6 months or more, or
+    indefinite), in force at once; a self-exclusion cannot be shortened."""
+
+    async def act() -> schemas.ExclusionStarted:
+        return await start_exclusion(
+            uow,
+            player_id=player_id,
+            kind=body.kind,
+            until=body.until,
+            actor=body.actor,
+            reason=body.reason,
+            ctx=principal.context(),
+        )
+
+    return await idempotent.run(request, uow=uow, principal=principal, key=key, action=act)
+
+
+@router.get("/{player_id}/responsible-gambling", response_model=schemas.ResponsibleGambling)
+async def standing(player_id: PlayerId, uow: Uow, _: Operator) -> schemas.ResponsibleGambling:
+    """Limits in force and pending, what is used of each, and exclusions in force."""
+    return await standing_of(uow, player_id)

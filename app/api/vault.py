@@ -9,7 +9,8 @@ import base64
 import binascii
 import uuid
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from contextlib import suppress
+from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import Response
@@ -18,10 +19,11 @@ from app import schemas
 from app.api import idempotent
 from app.api.wallet import ERRORS
 from app.auth import IdempotencyKey, Operator, Uow
+from compliance import kyc
 from compliance.vault import retention, service
 from compliance.vault.keys import KeyProvider
 from core import players
-from core.errors import Conflict, InvalidRequest, Refused
+from core.errors import Conflict, InvalidRequest, NotFound, Refused
 from core.uow import UnitOfWork
 
 router = APIRouter(tags=["vault"], responses=ERRORS)
@@ -69,6 +71,13 @@ async def register_player(
             keys=keys,
             ctx=ctx,
         )
+        for duplicate in stored.possible_duplicates:  # their money counts together
+            basis = cast("kyc.Basis", duplicate["kind"])
+            other = uuid.UUID(duplicate["player_id"])
+            with suppress(NotFound):  # a vault record whose player never committed
+                await kyc.link(
+                    uow, player_id=player_id, linked_player_id=other, basis=basis, ctx=ctx
+                )
         # The vault commits first: should the player's own commit then fail, what is left is
         # sealed data under an id nothing refers to, never a player without a vault record.
         await vault.commit()

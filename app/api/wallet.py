@@ -9,6 +9,7 @@ from fastapi.responses import Response
 from app import schemas
 from app.api import idempotent
 from app.auth import IdempotencyKey, Principal, Provider, Uow
+from app.gating import Gated
 from core import players, rounds
 from core.journal import EventContext
 from core.money import parse_amount
@@ -21,13 +22,18 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     for status, text in {
         400: "Malformed request: JSON syntax or a missing Idempotency-Key",
         401: "Missing or bad signature, stale timestamp or replayed nonce",
-        403: "The client is not a game provider",
+        403: "The client may not call this endpoint, or a policy decision refused the movement:"
+        " the code is the rule's reason code (e.g. wager_limit_24h, self_excluded, underage,"
+        " due_diligence_required, zone_off) and details carry decision_id, policy_version,"
+        " rule_ids, category and, for responsible-gambling reasons, help contacts",
         404: "Unknown player or bet",
         409: "Refused by the wallet's state: insufficient_funds, round_closed, bet_id_reused, "
         "transaction_uuid_reused, bet_already_settled, rollback_after_settle, bet_rolled_back",
         413: "Body larger than the accepted maximum",
         422: "Invalid values (currency, amount, decimals) or an Idempotency-Key reused for "
         "another request",
+        503: "No policy is active for the player's jurisdiction (no_active_policy), or its "
+        "ruleset fails its hash check (policy_unavailable): no money moves",
     }.items()
 }
 
@@ -64,11 +70,13 @@ async def balance(
 
 @router.post("/bet", response_model=schemas.WalletResponse, responses=ERRORS)
 async def bet(
+    *,
     request: Request,
     body: schemas.BetRequest,
     uow: Uow,
     principal: Provider,
     key: IdempotencyKey,
+    gate: Gated,
 ) -> Response:
     """Debit a stake: cash first, then bonus. Opens the round on its first bet."""
 
@@ -82,7 +90,7 @@ async def bet(
             game_id=body.game_id,
             amount=parse_amount(body.amount, body.currency),
         )
-        outcome = await rounds.place_bet(uow, cmd, _context(principal, body))
+        outcome = await rounds.place_bet(uow, cmd, _context(principal, body), guard=gate)
         return _answer(body.request_uuid, outcome)
 
     return await idempotent.run(request, uow=uow, principal=principal, key=key, action=act)
@@ -90,11 +98,13 @@ async def bet(
 
 @router.post("/win", response_model=schemas.WalletResponse, responses=ERRORS)
 async def win(
+    *,
     request: Request,
     body: schemas.WinRequest,
     uow: Uow,
     principal: Provider,
     key: IdempotencyKey,
+    gate: Gated,
 ) -> Response:
     """Settle a bet with its payout (WIN, PUSH when equal to the stake, LOSE when zero).
 
@@ -111,7 +121,7 @@ async def win(
             amount=parse_amount(body.amount, body.currency, allow_zero=True),
             close_round=body.round_closed,
         )
-        outcome = await rounds.settle_bet(uow, cmd, _context(principal, body))
+        outcome = await rounds.settle_bet(uow, cmd, _context(principal, body), guard=gate)
         return _answer(body.request_uuid, outcome)
 
     return await idempotent.run(request, uow=uow, principal=principal, key=key, action=act)
@@ -119,11 +129,13 @@ async def win(
 
 @router.post("/rollback", response_model=schemas.WalletResponse, responses=ERRORS)
 async def rollback(
+    *,
     request: Request,
     body: schemas.RollbackRequest,
     uow: Uow,
     principal: Provider,
     key: IdempotencyKey,
+    gate: Gated,
 ) -> Response:
     """Void an open bet and return its stake to the sources that funded it.
 
@@ -138,7 +150,7 @@ async def rollback(
             round_ref=body.round_id,
             bet_ref=body.bet_id,
         )
-        outcome = await rounds.rollback_bet(uow, cmd, _context(principal, body))
+        outcome = await rounds.rollback_bet(uow, cmd, _context(principal, body), guard=gate)
         return _answer(body.request_uuid, outcome)
 
     return await idempotent.run(request, uow=uow, principal=principal, key=key, action=act)

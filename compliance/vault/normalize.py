@@ -162,6 +162,11 @@ def _iso_date(value: str) -> str:
     return date.fromisoformat(text).isoformat()
 
 
+def check_date_of_birth(value: str) -> None:
+    """Refuse (ValueError) anything but a real day spelt YYYY-MM-DD."""
+    _iso_date(value)
+
+
 def _digits(value: str) -> str:
     return "".join(str(unicodedata.decimal(ch)) for ch in value if ch.isdecimal())
 

@@ -10,7 +10,7 @@ import base64
 import secrets
 import uuid
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from compliance.vault import crypto, normalize
@@ -75,6 +75,8 @@ def _blind_indexes(keys: KeyProvider, data: dict[str, str]) -> list[tuple[str, b
             for kind in DUPLICATE_KINDS
             if kind in data
         ]
+        if "date_of_birth" in data:  # a real day: the gate computes ages from it
+            normalize.check_date_of_birth(data["date_of_birth"])
         if "legal_name" in data and "date_of_birth" in data:
             both = normalize.name_dob(data["legal_name"], data["date_of_birth"])
             found.append(("name_dob", normalize.blind_index(key, "name_dob", both)))
@@ -245,6 +247,29 @@ async def _sealed_fields(uow: UnitOfWork, player_id: uuid.UUID) -> dict[str, tup
         {"p": player_id},
     )
     return {row["field"]: (row["token"], bytes(row["sealed"])) for row in rows}
+
+
+async def date_of_birth(uow: UnitOfWork, *, player_id: uuid.UUID, keys: KeyProvider) -> date | None:
+    """The date of birth for the gate's age fact; None when none is on file or it was erased.
+
+    Not a reveal: the value stays in the server, which computes an age from it, so it is not
+    journaled per read (the gate's decisions record the age, never the date).
+    """
+    row = await sql.one(
+        uow,
+        "SELECT d.kek_version, d.sealed AS wrapped, f.sealed FROM vault.fields f"
+        " JOIN vault.data_keys d ON d.player_id = f.player_id"
+        " WHERE f.player_id = %(p)s AND f.field = 'date_of_birth'",
+        {"p": player_id},
+    )
+    if row is None:
+        return None
+    try:
+        data_key = keys.unwrap(player_id, WrappedKey(row["kek_version"], bytes(row["wrapped"])))
+    except crypto.VaultCryptoError:
+        raise Conflict("vault_integrity_failure", "this player's data key does not open") from None
+    text = _open(data_key, player_id, "date_of_birth", bytes(row["sealed"])).decode().strip()
+    return date.fromisoformat(text)
 
 
 async def masked(uow: UnitOfWork, *, player_id: uuid.UUID, keys: KeyProvider) -> dict[str, Any]:

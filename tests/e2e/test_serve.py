@@ -11,6 +11,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -111,6 +112,32 @@ def stop(process: subprocess.Popen[str], how: signal.Signals = signal.SIGINT) ->
     assert status in (0, 128 + how)
 
 
+def signed_bet(port: int, secret: str, *, geo: str) -> httpx.Response:
+    """A 1.00 stake of the first demo player, from `geo`."""
+    body = json.dumps(
+        {
+            "request_uuid": str(uuid.uuid4()),
+            "transaction_uuid": str(uuid.uuid4()),
+            "player_id": "00000000-0000-4000-8000-000000000001",
+            "round_id": uuid.uuid4().hex[:12],
+            "bet_id": uuid.uuid4().hex[:12],
+            "game_id": "starlight",
+            "amount": "1.00",
+            "currency": "EUR",
+            "geo": geo,
+        }
+    ).encode()
+    headers = signed_headers(
+        client_id="aurora-games", secret=secret, method="POST", path="/v1/wallet/bet", body=body
+    )
+    return httpx.post(
+        f"http://127.0.0.1:{port}/v1/wallet/bet",
+        content=body,
+        headers=headers
+        | {"Content-Type": "application/json", "Idempotency-Key": str(uuid.uuid4())},
+    )
+
+
 def test_serve_demo_answers_signed_requests_and_stops_cleanly(data_dir: Path) -> None:
     port = free_port()
     process = serve(data_dir, port)
@@ -139,6 +166,12 @@ def test_serve_demo_answers_signed_requests_and_stops_cleanly(data_dir: Path) ->
         )
         assert answer.status_code == 200, answer.text
         assert answer.json()["balance"] == "395.00"
+        started = datetime.now(UTC)
+        refused = signed_bet(port, secret.group(1), geo="FR")  # from a blocked jurisdiction
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["error"]["code"] == "jurisdiction_blocked"
+        denied = refused.json()["error"]["details"]["decision_id"]
+        assert signed_bet(port, secret.group(1), geo="MT").status_code == 200
         docs = httpx.get(f"http://127.0.0.1:{port}/docs")
         assert docs.status_code == 200
         regulator = re.search(r"X-Client-Id=mga-regulator\s+secret=(\S+)", banner)
@@ -153,6 +186,15 @@ def test_serve_demo_answers_signed_requests_and_stops_cleanly(data_dir: Path) ->
     assert checkpoint.size > 0
     assert len(signed_by) == 1
     assert not (data_dir / "postgres" / "postmaster.pid").exists(), "the database kept running"
+    replayed = run_cli(data_dir, "policy", "replay", denied)
+    assert replayed.returncode == 0, replayed.stderr
+    assert "stored: deny jurisdiction_blocked" in replayed.stdout
+    assert "replay: deny jurisdiction_blocked" in replayed.stdout
+    tried = run_cli(
+        data_dir, "policy", "what-if", "--version", "2026-11-v1", "--since", started.isoformat()
+    )
+    assert tried.returncode == 0, tried.stderr
+    assert tried.stdout.strip().endswith("0 of 2 decisions would change under 2026-11-v1")
 
     # a second run reuses the data: same demo, same secrets, no second seeding
     process = serve(data_dir, port)

@@ -122,11 +122,13 @@ async def test_stored_decisions_replay_the_same_after_a_newer_version(
         again = await decisions.replay(uow, recorded.id, root=rulesets)
         assert again.same, (recorded, again)
         assert again.now.version == SHIPPED
-    changed = await decisions.what_if(
+    tried = await decisions.what_if(
         uow, version="2026-12-strict", since=uow.now - timedelta(minutes=1), root=rulesets
     )
     allowed_stakes = {
         t.id for t in taken if t.decision.action == "bet.place" and t.decision.allowed
     }
-    assert {c.id for c in changed} == allowed_stakes
-    assert all(c.now.effect == "deny" for c in changed)
+    assert {c.id for c in tried.changed} == allowed_stakes
+    assert all(c.now.effect == "deny" for c in tried.changed)
+    assert tried.undecidable == []
+    assert tried.tried >= len(taken)

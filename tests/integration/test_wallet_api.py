@@ -11,7 +11,7 @@ from core.models import Bet, JournalEvent, LedgerTransaction
 from core.money import parse_amount
 from core.uow import UnitOfWorkFactory
 from tests import factories
-from tests.conftest import CTX, Api, Clock
+from tests.conftest import CTX, GATE, Api, Clock
 
 
 async def test_bet_then_win_pays_back_in_proportion(api: Api, uows: UnitOfWorkFactory) -> None:
@@ -155,6 +155,7 @@ async def test_a_failure_is_replayed_as_a_failure(api: Api, uows: UnitOfWorkFact
             operator="t",
             reason="top-up",
             ctx=CTX,
+            guard=GATE,
         )
         await uow.commit()
     replay = await api.provider.post("/v1/wallet/bet", bet, idempotency_key="poor")
@@ -265,13 +266,15 @@ async def test_every_change_is_journaled_and_a_refusal_is_not(
         envelopes = [(e.event, e.envelope) for e in events]
     assert [event for event, _ in envelopes] == [
         "player.registered",
+        "policy.decided",  # the funding adjustment passed the gate
         "ledger.posted",
         "wallet.adjusted",
+        "policy.decided",  # and so did the stake
         "ledger.posted",
         "round.opened",
         "bet.placed",
     ]
-    posted = envelopes[3][1]["data"]
+    posted = envelopes[5][1]["data"]
     assert posted["kind"] == "stake"
     assert sorted((p["account"], p["amount"]) for p in posted["postings"]) == sorted(
         [
@@ -284,6 +287,8 @@ async def test_every_change_is_journaled_and_a_refusal_is_not(
     assert placed["currency"] == "EUR"
     assert (placed["session_id"], placed["geo"], placed["device"]) == ("s-1", "MT", "ios")
     assert placed["data"]["bet_id"] == bet["bet_id"]
+    assert placed["data"]["decision_id"] == envelopes[4][1]["data"]["decision_id"]
+    assert envelopes[4][1]["data"]["effect"] == "allow"
     assert placed["schema_ver"] == 1
     assert placed["contract_ver"] == "1.0"
     assert placed["ts"].endswith("Z")

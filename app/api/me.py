@@ -1,0 +1,201 @@
+"""The player's own API, called from the player's browser or app with a player token: where
+they stand, their limits and exclusions, and why they were refused. The token decides whose
+data a call reads or changes; no path or body names a player. Operators mint the tokens.
+"""
+
+import hashlib
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+
+from app import schemas
+from app.api.rg import PlayerId, change_limit, standing_of, start_exclusion
+from app.api.wallet import ERRORS
+from app.auth import IdempotencyKey, Operator, Uow
+from app.errors import error_body, status_of
+from app.player_auth import PlayerPrincipal, PlayerSession, tokens
+from compliance import denials
+from core import clients, journal, players
+from core.errors import DomainError
+from core.uow import UnitOfWork
+
+PLAYER_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": schemas.ErrorResponse, "description": text}
+    for status, text in {
+        400: "Malformed JSON, or a change without an Idempotency-Key",
+        401: "No player token, or one that is malformed, expired, meant for another audience or "
+        "not signed by Pitwarden: missing_auth_header, invalid_token, token_expired (with a "
+        "WWW-Authenticate: Bearer challenge)",
+        404: "The token's player does not exist",
+        409: "exclusion_cannot_be_shortened, or idempotency_key_in_flight",
+        413: "Body larger than the accepted maximum",
+        422: "Invalid values (amount, decimals, dates, exclusion length), or an Idempotency-Key "
+        "reused for another request",
+    }.items()
+}
+PLAYER_ERRORS[401]["headers"] = {
+    "WWW-Authenticate": {
+        "description": 'Bearer realm="pitwarden", with error="invalid_token" when a token was sent',
+        "schema": {"type": "string"},
+    }
+}
+
+router = APIRouter()
+player_api = APIRouter(prefix="/v1/me", tags=["player"], responses=PLAYER_ERRORS)
+sessions = APIRouter(prefix="/v1/admin/players", tags=["player tokens"], responses=ERRORS)
+
+
+@sessions.post("/{player_id}/session", response_model=schemas.PlayerToken)
+async def mint_token(
+    request: Request, player_id: PlayerId, uow: Uow, principal: Operator
+) -> schemas.PlayerToken:
+    """A player token, valid for 15 minutes, for the casino's front end to hand to the player
+    it has logged in. Journaled as `player.token_issued` with the token's id (never the token).
+    No Idempotency-Key: a retry mints another token, and no token is ever stored."""
+    await players.wallet(uow, player_id)  # an unknown player is a 404
+    minted = tokens(request.app.state.settings).mint(player_id, now=uow.now)
+    await journal.record(
+        uow,
+        "player.token_issued",
+        ctx=principal.context(),
+        player_id=player_id,
+        data={"token_id": minted.token_id, "expires_at": journal.rfc3339(minted.expires_at)},
+    )
+    await uow.commit()
+    return schemas.PlayerToken(token=minted.token, expires_at=minted.expires_at)
+
+
+@player_api.get("/responsible-gambling", response_model=schemas.ResponsibleGambling)
+async def my_standing(uow: Uow, player: PlayerPrincipal) -> schemas.ResponsibleGambling:
+    """My limits in force, changes waiting for their cooling-off and when they take effect,
+    what I have used of each limit's period, and my time-outs and self-exclusions in force."""
+    return await standing_of(uow, player.player_id)
+
+
+@player_api.post("/limits", response_model=schemas.LimitChanged)
+async def set_my_limit(
+    request: Request,
+    body: schemas.PlayerLimitRequest,
+    uow: Uow,
+    player: PlayerPrincipal,
+    key: IdempotencyKey,
+) -> Response:
+    """Set, lower, raise or remove (`amount: null`) one of my limits. Lowering (or a first
+    limit) is in force at once; raising or removing after a 24-hour cooling-off. The answer
+    says when, as an instant (`effective_at`) and in words (`message`)."""
+
+    async def act() -> schemas.LimitChanged:
+        return await change_limit(
+            uow,
+            player_id=player.player_id,
+            kind=body.kind,
+            period=body.period,
+            amount=body.amount,
+            actor=player.actor,
+            ctx=player.context(),
+        )
+
+    return await _idempotent(request, uow=uow, player=player, key=key, action=act)
+
+
+@player_api.post("/exclusions", response_model=schemas.ExclusionStarted)
+async def exclude_me(
+    request: Request,
+    body: schemas.PlayerExclusionRequest,
+    uow: Uow,
+    player: PlayerPrincipal,
+    key: IdempotencyKey,
+) -> Response:
+    """Take a break: a time-out of 24 hours to 6 weeks, or a self-exclusion of 6 months or
+    more (`until: null`: indefinite), in force at once. A self-exclusion in force cannot be
+    shortened (409 `exclusion_cannot_be_shortened`), only lengthened."""
+
+    async def act() -> schemas.ExclusionStarted:
+        return await start_exclusion(
+            uow,
+            player_id=player.player_id,
+            kind=body.kind,
+            until=body.until,
+            actor=player.actor,
+            reason=body.reason or "asked by the player",
+            ctx=player.context(),
+        )
+
+    return await _idempotent(request, uow=uow, player=player, key=key, action=act)
+
+
+@player_api.get("/decisions", response_model=schemas.PlayerDecisions)
+async def my_refusals(
+    uow: Uow,
+    player: PlayerPrincipal,
+    limit: Annotated[int, Query(ge=1, le=denials.MAX_LISTED)] = 20,
+) -> schemas.PlayerDecisions:
+    """Why I was refused: my most recent denied decisions, newest first, each with its reason
+    in words and, for responsible-gambling reasons, where to find help in my country."""
+    found = await denials.recent(uow, player_id=player.player_id, limit=limit)
+    return schemas.PlayerDecisions(
+        decisions=[
+            schemas.PlayerDecision(
+                decision_id=d.decision_id,
+                action=d.action,
+                reason_code=d.reason_code,
+                reason=d.reason,
+                category=d.category,
+                policy_version=d.policy_version,
+                decided_at=d.decided_at,
+                help=[schemas.HelpContact.model_validate(c.as_json()) for c in d.help],
+            )
+            for d in found
+        ]
+    )
+
+
+async def _idempotent(
+    request: Request,
+    *,
+    uow: UnitOfWork,
+    player: PlayerSession,
+    key: str,
+    action: Callable[[], Awaitable[BaseModel]],
+) -> Response:
+    """app.api.idempotent.run for a player: the same table and rules, with the scope
+    `player:<uuid>` in place of a client id (idempotency_records has no foreign key to
+    api_clients) and no request nonce to consume (a bearer token has none)."""
+    body = await request.body()
+    request_hash = hashlib.sha256(f"{request.method} {request.url.path}\n".encode() + body).digest()
+    scope = player.actor
+    stored = await clients.claim_idempotency_key(
+        uow, client_id=scope, key=key, request_hash=request_hash
+    )
+    if stored is not None:
+        await uow.commit()
+        return _response(stored, replayed=True)
+    try:
+        result = await action()
+    except DomainError as refusal:
+        await uow.rollback()  # the refusal is stored, so that a retry gets it again
+        error = error_body(refusal.code, refusal.message, refusal.details)
+        answer = clients.StoredResponse(status_of(refusal), bytes(JSONResponse(error).body))
+    else:
+        answer = clients.StoredResponse(
+            200, bytes(JSONResponse(result.model_dump(mode="json")).body)
+        )
+    final = await clients.store_response(
+        uow, client_id=scope, key=key, request_hash=request_hash, response=answer
+    )
+    await uow.commit()
+    return _response(final, replayed=final is not answer)
+
+
+def _response(stored: clients.StoredResponse, *, replayed: bool) -> Response:
+    headers = {"Idempotent-Replayed": "true"} if replayed else {}
+    return Response(
+        stored.body, status_code=stored.status_code, headers=headers, media_type="application/json"
+    )
+
+
+router.include_router(sessions)
+router.include_router(player_api)

@@ -1,0 +1,90 @@
+"""The gate: every money movement passes a stored, explainable policy decision.
+
+`Gate` is the application's `core.guard.Guard`. The money core calls it under the player's
+lock, right before posting; it gathers the facts (compliance.facts), asks the ruleset active for
+the player's jurisdiction, and
+
+- on allow, stores the decision in the same transaction and returns its id (the operation
+  writes it into its journal event);
+- on deny, raises `Refused` with the reason code, the human reason, the decision id, the rules
+  and policy version, and for responsible-gambling reasons the help contacts of the player's
+  country. Nothing moves; the decision's record rides along as a kept write, which the API
+  stores after rolling the refused action back (app.api.idempotent), so a denial is stored and
+  journaled too.
+
+With no ruleset active, or a ruleset whose files no longer match their registered hash, nothing
+moves (503): the gate fails closed.
+"""
+
+import uuid
+from pathlib import Path
+
+from compliance import facts
+from compliance.ages import AgeSource
+from compliance.helplines import contacts_for
+from compliance.jurisdictions import Jurisdictions
+from core.errors import Refused, Unavailable
+from core.guard import Movement
+from core.journal import EventContext
+from core.uow import UnitOfWork
+from policies import decisions, registry, ruleset
+
+RESPONSIBLE_GAMBLING = "responsible_gambling"
+
+
+class Gate:
+    def __init__(
+        self,
+        *,
+        ages: AgeSource,
+        jurisdictions: Jurisdictions,
+        root: Path = ruleset.RULESETS,
+    ) -> None:
+        self.ages = ages
+        self.jurisdictions = jurisdictions
+        self.root = root
+
+    async def __call__(self, uow: UnitOfWork, movement: Movement, ctx: EventContext) -> uuid.UUID:
+        sheet = await facts.gather(
+            uow, movement, geo=ctx.geo, ages=self.ages, jurisdictions=self.jurisdictions
+        )
+        if sheet.version is None or sheet.content_hash is None:
+            raise Unavailable(
+                "no_active_policy",
+                f"no ruleset is active for {sheet.jurisdiction}: money does not move without one",
+                jurisdiction=sheet.jurisdiction,
+            )
+        try:
+            engine = registry.engine_for(sheet.version, sheet.content_hash, root=self.root)
+        except ruleset.RulesetError as error:
+            raise Unavailable("policy_unavailable", str(error), version=sheet.version) from None
+        recorded = decisions.evaluate(
+            engine,
+            action=movement.action,
+            facts=sheet.facts,
+            player_id=movement.player_id,
+            at=uow.now,
+        )
+        if recorded.decision.allowed:
+            await decisions.store(uow, recorded, ctx)
+            return recorded.id
+        raise denial(recorded, country=sheet.jurisdiction, ctx=ctx)
+
+
+def denial(recorded: decisions.Recorded, *, country: str, ctx: EventContext) -> Refused:
+    """The refusal a denied decision answers with; storing the record is its kept write."""
+    decision = recorded.decision
+
+    async def keep(uow: UnitOfWork) -> None:
+        await decisions.store(uow, recorded, ctx)
+
+    details: dict[str, object] = {
+        "decision_id": str(recorded.id),
+        "action": decision.action,
+        "category": decision.category,
+        "policy_version": decision.version,
+        "rule_ids": list(decision.rule_ids),
+    }
+    if decision.category == RESPONSIBLE_GAMBLING:
+        details["help"] = [contact.as_json() for contact in contacts_for(country)]
+    return Refused(decision.reason_code, decision.reason, kept=(keep,), **details)

@@ -1,0 +1,74 @@
+"""Per-jurisdiction settings the gate needs: blocked or not, and the due-diligence threshold.
+
+A data file the operator maintains (`compliance/data/jurisdictions.json`, or the file named by
+PITWARDEN_JURISDICTIONS_FILE): '*' gives the defaults, and an entry per ISO 3166-1 code
+overrides any of them. The file is checked whole when it is loaded, so a typo stops the server
+at start instead of silently letting a blocked country through.
+"""
+
+import json
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from core.errors import InvalidRequest
+from core.money import parse_amount
+
+JURISDICTIONS = Path(__file__).parent / "data" / "jurisdictions.json"
+_CODE = re.compile(r"[A-Z]{2}\Z")
+_KEYS = {"blocked", "due_diligence_threshold_eur"}
+
+
+class JurisdictionsError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Jurisdiction:
+    blocked: bool
+    due_diligence_threshold_eur_minor: int
+
+
+@dataclass(frozen=True)
+class Jurisdictions:
+    default: Jurisdiction
+    overrides: dict[str, Jurisdiction]
+
+    def of(self, code: str) -> Jurisdiction:
+        return self.overrides.get(code, self.default)
+
+
+def _entry(code: str, raw: object, base: Jurisdiction | None) -> Jurisdiction:
+    if not isinstance(raw, dict) or not set(raw) <= _KEYS:
+        raise JurisdictionsError(f"{code}: an object with keys among {sorted(_KEYS)}")
+    blocked = raw.get("blocked", base.blocked if base else None)
+    if not isinstance(blocked, bool):
+        raise JurisdictionsError(f"{code}: blocked must be true or false")
+    threshold = raw.get("due_diligence_threshold_eur")
+    if threshold is None:
+        if base is None:
+            raise JurisdictionsError(f"{code}: due_diligence_threshold_eur is required")
+        minor = base.due_diligence_threshold_eur_minor
+    else:
+        try:
+            minor = parse_amount(str(threshold), "EUR").minor
+        except InvalidRequest as error:
+            raise JurisdictionsError(f"{code}: due_diligence_threshold_eur: {error}") from None
+    return Jurisdiction(blocked, minor)
+
+
+@cache
+def load(path: Path = JURISDICTIONS) -> Jurisdictions:
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    if "*" not in raw:
+        raise JurisdictionsError(f"{path}: the '*' defaults are missing")
+    default = _entry("*", raw["*"], None)
+    overrides = {}
+    for code, entry in raw.items():
+        if code in ("*", "_about"):
+            continue
+        if not _CODE.match(code):
+            raise JurisdictionsError(f"{path}: {code!r} is not an ISO 3166-1 alpha-2 code")
+        overrides[code] = _entry(code, entry, default)
+    return Jurisdictions(default, overrides)
