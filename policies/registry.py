@@ -16,7 +16,9 @@ from core.uow import UnitOfWork
 from policies import ruleset
 from policies.engine import Engine
 
-_ENGINES: dict[tuple[str, str], Engine] = {}  # (version, hash): rulesets are immutable
+# (root, version, hash): a ruleset's content is immutable, so its engine is built once per
+# process; files changed afterwards are refused by the next process that loads them.
+_ENGINES: dict[tuple[Path, str, str], Engine] = {}
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,7 @@ class Activation:
 
 def engine_for(version: str, content_hash: str, *, root: Path = ruleset.RULESETS) -> Engine:
     """The engine of `version`, whose files must still hash to `content_hash`."""
-    key = (version, content_hash)
+    key = (root.resolve(), version, content_hash)
     if key not in _ENGINES:
         _ENGINES[key] = Engine(ruleset.load(root / version, expected_hash=content_hash))
     return _ENGINES[key]

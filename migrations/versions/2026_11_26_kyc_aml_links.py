@@ -147,10 +147,30 @@ END $$;
 CREATE TRIGGER ledger_transactions_gated BEFORE INSERT ON ledger_transactions
     FOR EACH ROW EXECUTE FUNCTION pw_require_allowing_decision();
 ALTER TABLE ledger_transactions ENABLE ALWAYS TRIGGER ledger_transactions_gated;
+
+-- ...and a player's money moves only in a transaction of that player: otherwise a transaction
+-- naming no player (or another one, with that one's decision) could post to their accounts.
+CREATE FUNCTION pw_posting_of_the_transactions_player() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    owner uuid;
+BEGIN
+    SELECT player_id INTO owner FROM accounts WHERE id = NEW.account_id;
+    IF owner IS NOT NULL AND owner IS DISTINCT FROM
+        (SELECT player_id FROM ledger_transactions WHERE id = NEW.transaction_id) THEN
+        RAISE EXCEPTION 'a posting to an account of player % needs a transaction of that player',
+            owner USING ERRCODE = 'check_violation';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER postings_of_the_transactions_player BEFORE INSERT ON postings
+    FOR EACH ROW EXECUTE FUNCTION pw_posting_of_the_transactions_player();
+ALTER TABLE postings ENABLE ALWAYS TRIGGER postings_of_the_transactions_player;
 """)
 
 
 def downgrade() -> None:
+    op.execute("DROP TRIGGER postings_of_the_transactions_player ON postings")
+    op.execute("DROP FUNCTION pw_posting_of_the_transactions_player()")
     op.execute("DROP TRIGGER ledger_transactions_gated ON ledger_transactions")
     op.execute("DROP FUNCTION pw_require_allowing_decision()")
     op.drop_constraint("uq_ledger_transactions_decision_id", "ledger_transactions")

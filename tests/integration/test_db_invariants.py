@@ -41,6 +41,9 @@ APPEND_ONLY = (
     "kill_switches",
     "rg_limits",
     "rg_exclusions",
+    "kyc_levels",
+    "aml_holds",
+    "player_links",
 )
 
 
@@ -94,12 +97,24 @@ async def books(uows: UnitOfWorkFactory, player: Funded) -> tuple[int, int, int,
         )
 
 
-async def new_transaction(conn: AsyncConnection, kind: str = "test") -> int:
+async def new_transaction(conn: AsyncConnection, player_id: uuid.UUID) -> int:
+    """A ledger transaction of `player_id` by hand, with the allowing decision the database
+    asks for (tests/integration/test_gate_invariants.py holds the gate's own rules)."""
+    decision = await conn.scalar(
+        sa.text(
+            "INSERT INTO policy_decisions (id, action, player_id, facts, version, content_hash,"
+            " rule_ids, effect, reason_code, decided_at) VALUES (gen_random_uuid(),"
+            " 'adjustment.credit', :p, '{}', 'by-hand', 'sha256:by-hand', '{}', 'allow', 'ok',"
+            " now()) RETURNING id"
+        ),
+        {"p": player_id},
+    )
     txn = await conn.scalar(
         sa.text(
-            "INSERT INTO ledger_transactions (kind, created_at) VALUES (:k, now()) RETURNING id"
+            "INSERT INTO ledger_transactions (kind, created_at, player_id, decision_id)"
+            " VALUES ('adjustment', now(), :p, :d) RETURNING id"
         ),
-        {"k": kind},
+        {"p": player_id, "d": decision},
     )
     return int(txn)
 
@@ -240,7 +255,7 @@ async def test_a_balanced_transaction_by_hand_commits(
     app_conn: AsyncConnection, funded: Funded, committed_uows: UnitOfWorkFactory
 ) -> None:
     """The control case: hand-written SQL that keeps the rules is accepted."""
-    txn = await new_transaction(app_conn)
+    txn = await new_transaction(app_conn, funded.player_id)
     await post(app_conn, txn, funded.cash, 100)
     await post(app_conn, txn, funded.house, -100)
     await app_conn.commit()
@@ -252,7 +267,7 @@ async def test_an_unbalanced_transaction_fails_at_commit(
     app_conn: AsyncConnection, funded: Funded, committed_uows: UnitOfWorkFactory
 ) -> None:
     before = await books(committed_uows, funded)
-    txn = await new_transaction(app_conn)
+    txn = await new_transaction(app_conn, funded.player_id)
     await post(app_conn, txn, funded.cash, 500)
     await post(app_conn, txn, funded.house, -499)  # accepted so far: the check is deferred
     with pytest.raises(sa.exc.IntegrityError, match="does not balance"):
@@ -272,7 +287,7 @@ async def test_a_transaction_balanced_overall_but_not_per_currency_fails_at_comm
             await ledger.account_by_code(uow, ledger.player_account_code(dollars, "cash"))
         ).id
     before = await books(committed_uows, funded)
-    txn = await new_transaction(app_conn)
+    txn = await new_transaction(app_conn, dollars)
     await post(app_conn, txn, usd_cash, 100, "USD")
     await post(app_conn, txn, funded.house, -100, "EUR")
     with pytest.raises(sa.exc.IntegrityError, match="does not balance"):
@@ -285,7 +300,7 @@ async def test_a_transaction_with_one_posting_fails_at_commit(
     app_conn: AsyncConnection, funded: Funded, committed_uows: UnitOfWorkFactory
 ) -> None:
     before = await books(committed_uows, funded)
-    txn = await new_transaction(app_conn)
+    txn = await new_transaction(app_conn, funded.player_id)
     await post(app_conn, txn, funded.cash, 100)
     with pytest.raises(sa.exc.IntegrityError, match=r"fewer than two postings|does not balance"):
         await app_conn.commit()
@@ -296,7 +311,7 @@ async def test_a_transaction_with_one_posting_fails_at_commit(
 async def test_a_transaction_without_postings_fails_at_commit(
     app_conn: AsyncConnection, funded: Funded, committed_uows: UnitOfWorkFactory
 ) -> None:
-    txn = await new_transaction(app_conn)
+    txn = await new_transaction(app_conn, funded.player_id)
     with pytest.raises(sa.exc.IntegrityError, match="fewer than two postings"):
         await app_conn.commit()
     assert not await exists(committed_uows, txn)
@@ -305,7 +320,7 @@ async def test_a_transaction_without_postings_fails_at_commit(
 async def test_a_committed_transaction_takes_no_more_postings(
     app_conn: AsyncConnection, funded: Funded, committed_uows: UnitOfWorkFactory
 ) -> None:
-    txn = await new_transaction(app_conn)
+    txn = await new_transaction(app_conn, funded.player_id)
     await post(app_conn, txn, funded.cash, 100)
     await post(app_conn, txn, funded.house, -100)
     await app_conn.commit()
@@ -317,7 +332,7 @@ async def test_a_committed_transaction_takes_no_more_postings(
 
 
 async def test_a_posting_of_zero_is_refused(app_conn: AsyncConnection, funded: Funded) -> None:
-    txn = await new_transaction(app_conn)
+    txn = await new_transaction(app_conn, funded.player_id)
     with pytest.raises(sa.exc.IntegrityError, match="amount_not_zero"):
         await post(app_conn, txn, funded.cash, 0)
 
@@ -325,7 +340,7 @@ async def test_a_posting_of_zero_is_refused(app_conn: AsyncConnection, funded: F
 async def test_a_posting_in_another_currency_than_its_account_is_refused(
     app_conn: AsyncConnection, funded: Funded
 ) -> None:
-    txn = await new_transaction(app_conn)
+    txn = await new_transaction(app_conn, funded.player_id)
     with pytest.raises(sa.exc.IntegrityError, match="fk_postings_account_currency"):
         await post(app_conn, txn, funded.cash, 5, "USD")
 
@@ -339,7 +354,7 @@ async def test_a_player_balance_never_goes_below_zero(
 ) -> None:
     """A balanced transaction that would overdraw the player is refused by the CHECK."""
     before = await books(committed_uows, funded)
-    txn = await new_transaction(app_conn)
+    txn = await new_transaction(app_conn, funded.player_id)
     await post(app_conn, txn, funded.house, overdraft)  # house first: any order must fail
     with pytest.raises(sa.exc.IntegrityError, match="non_negative"):
         await post(app_conn, txn, funded.cash, -overdraft)

@@ -128,7 +128,8 @@ async def test_stored_decisions_replay_the_same_after_a_newer_version(
     allowed_stakes = {
         t.id for t in taken if t.decision.action == "bet.place" and t.decision.allowed
     }
-    assert {c.id for c in tried.changed} == allowed_stakes
-    assert all(c.now.effect == "deny" for c in tried.changed)
-    assert tried.undecidable == []
+    ours = {t.id for t in taken}  # committed tests' decisions of the same minute are there too
+    assert {c.id for c in tried.changed if c.id in ours} == allowed_stakes
+    assert all(c.now.effect == "deny" for c in tried.changed if c.id in ours)
+    assert [d for d, _ in tried.undecidable if d in ours] == []
     assert tried.tried >= len(taken)
