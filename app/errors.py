@@ -7,7 +7,7 @@ import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 
 from core.errors import (
@@ -106,9 +106,24 @@ async def _http(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _integrity(_: Request, exc: Exception) -> JSONResponse:
-    # Two requests raced for the same unique business id; the loser learns it here.
-    log.info("integrity conflict: %s", exc)
+# What two requests racing for the same rows produce; the loser may simply retry.
+_RACES = (
+    psycopg.errors.UniqueViolation,
+    psycopg.errors.DeadlockDetected,
+    psycopg.errors.SerializationFailure,
+)
+
+
+def _cause(exc: Exception) -> BaseException:
+    """The driver's error: SQLAlchemy wraps it (`.orig`), the hot path's plain SQL does not."""
+    return exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+
+
+async def _database(request: Request, exc: Exception) -> JSONResponse:
+    if not isinstance(_cause(exc), _RACES):
+        # A CHECK, a trigger or a foreign key refused a write the code let through: a bug.
+        return await _unexpected(request, exc)
+    log.info("concurrent conflict: %s", exc)
     return JSONResponse(
         error_body("concurrent_conflict", "a concurrent request changed the same records; retry"),
         status_code=409,
@@ -124,10 +139,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, _domain)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(HTTPException, _http)
-    app.add_exception_handler(IntegrityError, _integrity)
+    app.add_exception_handler(DBAPIError, _database)
     # The hot path speaks psycopg directly (core/sql.py): its errors arrive unwrapped.
-    app.add_exception_handler(psycopg.errors.IntegrityError, _integrity)
-    app.add_exception_handler(psycopg.errors.DeadlockDetected, _integrity)
-    app.add_exception_handler(psycopg.errors.SerializationFailure, _integrity)
-    app.add_exception_handler(DBAPIError, _unexpected)
+    app.add_exception_handler(psycopg.Error, _database)
     app.add_exception_handler(Exception, _unexpected)

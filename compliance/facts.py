@@ -3,49 +3,92 @@
 Everything is read in the same transaction that then moves the money, after the wallet lock,
 so no concurrent stake of the same player can change a limit's usage in between; and whatever
 committed before the read counts, even when its timestamp is a hair later than this unit's
-`now` (a stake, an exclusion), so clocks cannot open a gap. The facts are
-flags and integers (amounts in minor units of the wallet currency, the due-diligence ones in
-EUR cents) and the player's jurisdiction: never personal data. The gate hands the active
-ruleset the facts its manifest declares.
+`now` (a stake, an exclusion), so clocks cannot open a gap. The facts are flags and integers
+(amounts in minor units of the wallet currency, the due-diligence ones in EUR cents), the
+player's jurisdiction and age in years: nothing that identifies a person without the player id
+(no name, date of birth, document or contact). The gate hands the active ruleset the facts its
+manifest declares.
 """
 
-from dataclasses import dataclass
+import logging
+import uuid
+from datetime import date
 from decimal import Decimal
 from typing import Any
+
+import psycopg
+from sqlalchemy.exc import SQLAlchemyError
 
 from compliance import rg
 from compliance.ages import AgeSource
 from compliance.jurisdictions import Jurisdictions
 from core import fx, sql
-from core.errors import NotFound
+from core.errors import DomainError, InvalidRequest, NotFound, Unavailable
 from core.guard import Movement
 from core.money import Money, convert
 from core.uow import UnitOfWork
 from policies.killswitch import ZONE_OF_ACTION
 
+log = logging.getLogger(__name__)
 Facts = dict[str, bool | int | str]
 NO_LIMIT = -1
 UNKNOWN_AGE = -1
 _STAKE_ACTIONS = {"bet.place"}
+_DUE_DILIGENCE = frozenset(
+    {
+        "due_diligence_total_eur_minor",
+        "due_diligence_threshold_eur_minor",
+        "due_diligence_amount_eur_minor",
+        "due_diligence_reached",
+    }
+)
 
 
-@dataclass(frozen=True)
-class Sheet:
-    """The facts, with the ruleset that is to decide on them."""
-
-    facts: Facts
-    jurisdiction: str
-    version: str | None  # None: no ruleset is active for the jurisdiction
-    content_hash: str | None
+# Usage windows end now and start `period` earlier. The database keeps usage per player and
+# UTC hour (migration 0007): a window is its full hours from there, plus the bets of its
+# partial first hour from `bets` itself, so it is exact without summing a player's history.
+# In hours: '7 days' on a timestamptz follows the session's time zone across a DST change.
+_PERIODS = {"24h": "24 hours", "7d": "168 hours", "30d": "720 hours"}
 
 
-def _window(column: str, period: str) -> str:
-    return f"coalesce(sum({column}) FILTER (WHERE placed_at > %(now)s - interval '{period}'), 0)"
+def _start(period: str) -> str:
+    return f"(%(now)s - interval '{period}')"
 
 
-_LOSS = "stake - coalesce(payout, 0)"  # an open bet counts as lost
+def _full_hours(period: str) -> str:
+    return f"(date_trunc('hour', {_start(period)}, 'UTC') + interval '1 hour')"
+
+
+def _usage_columns() -> str:
+    columns = []
+    for name, period in _PERIODS.items():
+        hours = f"h.hour >= {_full_hours(period)}"
+        wager = f"sum(e.stake) FILTER (WHERE e.win = '{name}')"
+        loss = f"sum(e.stake - coalesce(e.payout, 0)) FILTER (WHERE e.win = '{name}')"
+        columns.append(
+            f"(coalesce(sum(h.wager) FILTER (WHERE {hours}), 0)"  # noqa: S608 - constants
+            f" + (SELECT coalesce({wager}, 0) FROM edge e))::bigint AS wager_{name}"
+        )
+        columns.append(
+            f"greatest(coalesce(sum(h.loss) FILTER (WHERE {hours}), 0)"  # noqa: S608 - constants
+            f" + (SELECT coalesce({loss}, 0) FROM edge e), 0)::bigint AS loss_{name}"
+        )
+    return ",\n    ".join(columns)
+
+
+# The partial first hour of each window, one index range each (an OR of the three ranges made
+# PostgreSQL walk all of the player's bets: measured 3 ms at 3,000 bets).
+_EDGES = "\n  UNION ALL ".join(
+    f"SELECT '{name}' AS win, stake, payout FROM bets WHERE player_id = %(player)s"  # noqa: S608
+    f" AND placed_at > {_start(period)} AND placed_at < {_full_hours(period)}"
+    " AND status <> 'VOID'"
+    for name, period in _PERIODS.items()
+)
 # Only the constants above are interpolated into the statement.
 _GATHER = f"""
+WITH edge AS (
+  {_EDGES}
+)
 SELECT p.jurisdiction, p.currency, act.version, act.content_hash,
   coalesce((SELECT k.off FROM kill_switches k WHERE k.zone = %(zone)s
             ORDER BY k.id DESC LIMIT 1), false) AS zone_off,
@@ -63,13 +106,17 @@ SELECT p.jurisdiction, p.currency, act.version, act.content_hash,
            'unverified') AS kyc_level,
   coalesce((SELECT on_hold FROM aml_holds WHERE player_id = p.id ORDER BY id DESC LIMIT 1),
            false) AS aml_hold,
-  (SELECT coalesce(json_agg(json_build_array(t.currency, t.total)), '[]')
-     FROM (SELECT b.currency, sum(b.stake)::bigint AS total FROM bets b
-           WHERE b.status <> 'VOID' AND b.player_id IN (
-             SELECT p.id UNION ALL
-             SELECT linked_player_id FROM player_links WHERE player_id = p.id UNION ALL
-             SELECT player_id FROM player_links WHERE linked_player_id = p.id)
-           GROUP BY b.currency) t) AS staked_by_currency,
+  (SELECT coalesce(json_agg(json_build_array(t.currency, t.total)), '[]') FROM (
+     WITH RECURSIVE linked (id, depth) AS (  -- links of links too, up to 4 steps away
+       SELECT %(player)s::uuid, 0
+       UNION
+       SELECT CASE WHEN l.player_id = k.id THEN l.linked_player_id ELSE l.player_id END,
+              k.depth + 1
+       FROM linked k JOIN player_links l ON k.id IN (l.player_id, l.linked_player_id)
+       WHERE k.depth < 4
+     )
+     SELECT currency, sum(staked)::bigint AS total FROM player_turnover
+     WHERE player_id IN (SELECT id FROM linked) GROUP BY currency) t) AS staked_by_currency,
   u.*
 FROM players p
 LEFT JOIN LATERAL (
@@ -77,27 +124,17 @@ LEFT JOIN LATERAL (
   WHERE jurisdiction IN (p.jurisdiction, '*') ORDER BY jurisdiction = '*', id DESC LIMIT 1
 ) act ON true
 CROSS JOIN LATERAL (
-  SELECT {_window("stake", "24 hours")}::bigint AS wager_24h,
-         {_window("stake", "7 days")}::bigint AS wager_7d,
-         {_window("stake", "30 days")}::bigint AS wager_30d,
-         greatest({_window(_LOSS, "24 hours")}, 0)::bigint AS loss_24h,
-         greatest({_window(_LOSS, "7 days")}, 0)::bigint AS loss_7d,
-         greatest({_window(_LOSS, "30 days")}, 0)::bigint AS loss_30d
-  FROM bets WHERE player_id = p.id AND status <> 'VOID'
-    AND placed_at > %(now)s - interval '30 days'
+  SELECT
+    {_usage_columns()}
+  FROM player_usage_hourly h
+  WHERE h.player_id = p.id AND h.hour >= {_full_hours(_PERIODS["30d"])}
 ) u
 WHERE p.id = %(player)s
 """  # noqa: S608
 
 
-async def gather(
-    uow: UnitOfWork,
-    movement: Movement,
-    *,
-    geo: str | None,
-    ages: AgeSource,
-    jurisdictions: Jurisdictions,
-) -> Sheet:
+async def read(uow: UnitOfWork, movement: Movement) -> dict[str, Any]:
+    """The stored state behind the facts, and the ruleset active for the player."""
     row = await sql.one(
         uow,
         _GATHER,
@@ -105,28 +142,49 @@ async def gather(
     )
     if row is None:
         raise NotFound("unknown_player", "no such player", player_id=str(movement.player_id))
+    return row
+
+
+async def complete(
+    uow: UnitOfWork,
+    movement: Movement,
+    row: dict[str, Any],
+    *,
+    needed: frozenset[str],
+    geo: str | None,
+    ages: AgeSource,
+    jurisdictions: Jurisdictions,
+) -> Facts:
+    """The facts from `row`; the age (a vault read) and the due-diligence amounts (FX rates)
+    only when the action's rules read them, so a settle never waits on either."""
     home = jurisdictions.of(row["jurisdiction"])
     where = jurisdictions.of(geo) if geo else home
-    age = await ages.age_years(movement.player_id, uow.now.date())
-    staked = await _in_eur(uow, row["staked_by_currency"])
-    deposited = 0  # gross deposits: none until payments exist
-    total = max(staked, deposited)
-    threshold = home.due_diligence_threshold_eur_minor
     facts: Facts = {
         "jurisdiction": row["jurisdiction"],
-        "age_years": UNKNOWN_AGE if age is None else age,
         "jurisdiction_blocked": home.blocked or where.blocked,
+        "jurisdiction_settings": jurisdictions.content_hash,
         "self_excluded": row["self_excluded"],
         "timed_out": row["timed_out"],
         "kyc_verified": row["kyc_level"] == "verified",
         "aml_hold": row["aml_hold"],
         "zone_off": row["zone_off"],
-        "due_diligence_total_eur_minor": total,
-        "due_diligence_threshold_eur_minor": threshold,
-        "due_diligence_reached": total >= threshold,
         "stake_minor": movement.amount.minor if movement.action in _STAKE_ACTIONS else 0,
         "deposit_minor": 0,
     }
+    if "age_years" in needed:
+        facts["age_years"] = await _age(ages, movement.player_id, uow.now.date())
+    if needed & _DUE_DILIGENCE:
+        staked = await _in_eur(uow, row["staked_by_currency"])
+        deposited = 0  # gross deposits: none until payments exist
+        total = max(staked, deposited)
+        threshold = home.due_diligence_threshold_eur_minor
+        adds = movement.action in _STAKE_ACTIONS
+        facts["due_diligence_total_eur_minor"] = total
+        facts["due_diligence_threshold_eur_minor"] = threshold
+        facts["due_diligence_amount_eur_minor"] = (
+            await _in_eur(uow, [(movement.amount.currency, movement.amount.minor)]) if adds else 0
+        )
+        facts["due_diligence_reached"] = total >= threshold
     limits = {(kind, period): amount for kind, period, amount in row["limits"]}
     for kind in rg.KINDS:
         for period in rg.PERIODS:
@@ -134,16 +192,35 @@ async def gather(
             limit = limits.get((kind, period))
             facts[f"{kind}_{period}_minor"] = int(used)
             facts[f"{kind}_limit_{period}_minor"] = NO_LIMIT if limit is None else int(limit)
-    return Sheet(facts, row["jurisdiction"], row["version"], row["content_hash"])
+    return facts
+
+
+async def _age(ages: AgeSource, player_id: uuid.UUID, on: date) -> int:
+    """Age in years, UNKNOWN_AGE without a date of birth; the vault failing stops the movement
+    (503) rather than guessing."""
+    try:
+        age = await ages.age_years(player_id, on)
+    except (SQLAlchemyError, psycopg.Error, OSError, DomainError):
+        log.exception("the vault could not give player %s's age", player_id)
+        raise Unavailable("age_unavailable", "the player's age cannot be read right now") from None
+    return UNKNOWN_AGE if age is None else age
 
 
 async def _in_eur(uow: UnitOfWork, totals: list[Any]) -> int:
-    """Sum amounts per currency in EUR cents, each converted at the rate in force."""
+    """Sum amounts per currency in EUR cents, each converted at the rate in force (X/EUR, or
+    the inverse of EUR/X when only that one is recorded)."""
     eur = 0
     for currency, total in totals:
         amount = Money(int(total), currency)
         if currency != "EUR":
-            rate = await fx.rate_in_force(uow, base=currency, quote="EUR", at=uow.now)
-            amount = convert(amount, rate=Decimal(rate.rate), to_currency="EUR")
+            amount = convert(amount, rate=await _to_eur(uow, currency), to_currency="EUR")
         eur += amount.minor
     return eur
+
+
+async def _to_eur(uow: UnitOfWork, currency: str) -> Decimal:
+    try:
+        return Decimal((await fx.rate_in_force(uow, base=currency, quote="EUR", at=uow.now)).rate)
+    except InvalidRequest:
+        inverse = await fx.rate_in_force(uow, base="EUR", quote=currency, at=uow.now)
+        return Decimal(1) / Decimal(inverse.rate)

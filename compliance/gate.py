@@ -23,11 +23,12 @@ from compliance import facts
 from compliance.ages import AgeSource
 from compliance.helplines import contacts_for
 from compliance.jurisdictions import Jurisdictions
-from core.errors import Refused, Unavailable
+from core.errors import InvalidRequest, Refused, Unavailable
 from core.guard import Movement
 from core.journal import EventContext
 from core.uow import UnitOfWork
 from policies import decisions, registry, ruleset
+from policies.engine import InvalidFacts, UnknownAction
 
 RESPONSIBLE_GAMBLING = "responsible_gambling"
 
@@ -45,30 +46,44 @@ class Gate:
         self.root = root
 
     async def __call__(self, uow: UnitOfWork, movement: Movement, ctx: EventContext) -> uuid.UUID:
-        sheet = await facts.gather(
-            uow, movement, geo=ctx.geo, ages=self.ages, jurisdictions=self.jurisdictions
-        )
-        if sheet.version is None or sheet.content_hash is None:
+        row = await facts.read(uow, movement)
+        version, content_hash, place = row["version"], row["content_hash"], row["jurisdiction"]
+        if version is None or content_hash is None:
             raise Unavailable(
                 "no_active_policy",
-                f"no ruleset is active for {sheet.jurisdiction}: money does not move without one",
-                jurisdiction=sheet.jurisdiction,
+                f"no ruleset is active for {place}: money does not move without one",
+                jurisdiction=place,
             )
         try:
-            engine = registry.engine_for(sheet.version, sheet.content_hash, root=self.root)
+            engine = registry.engine_for(version, content_hash, root=self.root)
         except ruleset.RulesetError as error:
-            raise Unavailable("policy_unavailable", str(error), version=sheet.version) from None
-        recorded = decisions.evaluate(
-            engine,
-            action=movement.action,
-            facts=sheet.facts,
-            player_id=movement.player_id,
-            at=uow.now,
-        )
+            raise Unavailable("policy_unavailable", str(error), version=version) from None
+        try:
+            sheet = await facts.complete(
+                uow,
+                movement,
+                row,
+                needed=engine.needs(movement.action),
+                geo=ctx.geo,
+                ages=self.ages,
+                jurisdictions=self.jurisdictions,
+            )
+        except InvalidRequest as missing:  # no rate to EUR: the threshold cannot be checked
+            raise Unavailable(missing.code, missing.message, **missing.details) from None
+        try:
+            recorded = decisions.evaluate(
+                engine,
+                action=movement.action,
+                facts=sheet,
+                player_id=movement.player_id,
+                at=uow.now,
+            )
+        except (InvalidFacts, UnknownAction) as error:  # a ruleset this gate cannot serve
+            raise Unavailable("policy_unavailable", str(error), version=version) from None
         if recorded.decision.allowed:
             await decisions.store(uow, recorded, ctx)
             return recorded.id
-        raise denial(recorded, country=sheet.jurisdiction, ctx=ctx)
+        raise denial(recorded, country=place, ctx=ctx)
 
 
 def denial(recorded: decisions.Recorded, *, country: str, ctx: EventContext) -> Refused:
@@ -87,4 +102,8 @@ def denial(recorded: decisions.Recorded, *, country: str, ctx: EventContext) -> 
     }
     if decision.category == RESPONSIBLE_GAMBLING:
         details["help"] = [contact.as_json() for contact in contacts_for(country)]
-    return Refused(decision.reason_code, decision.reason, kept=(keep,), **details)
+    # An operational stop (a kill-switch) lifts: the caller may retry the same request.
+    transient = decision.category == "operations"
+    return Refused(
+        decision.reason_code, decision.reason, kept=(keep,), transient=transient, **details
+    )

@@ -6,6 +6,7 @@ overrides any of them. The file is checked whole when it is loaded, so a typo st
 at start instead of silently letting a blocked country through.
 """
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ class Jurisdiction:
 class Jurisdictions:
     default: Jurisdiction
     overrides: dict[str, Jurisdiction]
+    content_hash: str  # "sha256:<hex>" of the file: recorded with every decision
 
     def of(self, code: str) -> Jurisdiction:
         return self.overrides.get(code, self.default)
@@ -60,7 +62,8 @@ def _entry(code: str, raw: object, base: Jurisdiction | None) -> Jurisdiction:
 
 @cache
 def load(path: Path = JURISDICTIONS) -> Jurisdictions:
-    raw = json.loads(path.read_text(encoding="utf-8"))
+    data = path.read_bytes()
+    raw = json.loads(data)
     if "*" not in raw:
         raise JurisdictionsError(f"{path}: the '*' defaults are missing")
     default = _entry("*", raw["*"], None)
@@ -71,4 +74,4 @@ def load(path: Path = JURISDICTIONS) -> Jurisdictions:
         if not _CODE.match(code):
             raise JurisdictionsError(f"{path}: {code!r} is not an ISO 3166-1 alpha-2 code")
         overrides[code] = _entry(code, entry, default)
-    return Jurisdictions(default, overrides)
+    return Jurisdictions(default, overrides, "sha256:" + hashlib.sha256(data).hexdigest())

@@ -98,3 +98,28 @@ class PlayerLink(Base):
     linked_player_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("players.id"), index=True)
     basis: Mapped[str] = mapped_column(sa.Text)
     linked_at: Mapped[datetime] = mapped_column(TS)
+
+
+class PlayerUsageHourly(Base):
+    """Stakes (wager) and stakes minus payouts (loss) per player and UTC hour of placement;
+    kept by a trigger on bets (migration 0007), read by the gate's windows."""
+
+    __tablename__ = "player_usage_hourly"
+    __table_args__ = (sa.CheckConstraint("wager >= 0", name="wager"),)
+
+    player_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("players.id"), primary_key=True)
+    hour: Mapped[datetime] = mapped_column(TS, primary_key=True)
+    wager: Mapped[int] = mapped_column(sa.BigInteger)
+    loss: Mapped[int] = mapped_column(sa.BigInteger)
+
+
+class PlayerTurnover(Base):
+    """Everything a player staked since registration (voided stakes excepted), in the wallet
+    currency; kept by a trigger on bets (migration 0007), read for due diligence."""
+
+    __tablename__ = "player_turnover"
+    __table_args__ = (sa.CheckConstraint("staked >= 0", name="staked"),)
+
+    player_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("players.id"), primary_key=True)
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    staked: Mapped[int] = mapped_column(sa.BigInteger)

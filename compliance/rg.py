@@ -202,11 +202,11 @@ _WINDOW = "FILTER (WHERE placed_at > %(at)s - interval "
 _USAGE = (
     "SELECT"
     " coalesce(sum(stake) " + _WINDOW + "'24 hours'), 0) AS wager_24h,"
-    " coalesce(sum(stake) " + _WINDOW + "'7 days'), 0) AS wager_7d,"
-    " coalesce(sum(stake) " + _WINDOW + "'30 days'), 0) AS wager_30d,"
+    " coalesce(sum(stake) " + _WINDOW + "'168 hours'), 0) AS wager_7d,"
+    " coalesce(sum(stake) " + _WINDOW + "'720 hours'), 0) AS wager_30d,"
     " coalesce(sum(stake - coalesce(payout, 0)) " + _WINDOW + "'24 hours'), 0) AS loss_24h,"
-    " coalesce(sum(stake - coalesce(payout, 0)) " + _WINDOW + "'7 days'), 0) AS loss_7d,"
-    " coalesce(sum(stake - coalesce(payout, 0)) " + _WINDOW + "'30 days'), 0) AS loss_30d"
+    " coalesce(sum(stake - coalesce(payout, 0)) " + _WINDOW + "'168 hours'), 0) AS loss_7d,"
+    " coalesce(sum(stake - coalesce(payout, 0)) " + _WINDOW + "'720 hours'), 0) AS loss_30d"
     " FROM bets WHERE player_id = %(p)s AND status <> 'VOID' AND placed_at <= %(at)s"
 )
 

@@ -18,6 +18,10 @@ class DomainError(Exception):
         self.details: dict[str, object] = details
         self.kept: tuple[KeptWrite, ...] = ()
 
+    # A refusal that may not hold on a retry (a paused zone, no policy active yet): the API does
+    # not keep it as the final answer of an Idempotency-Key, so the same request can succeed.
+    transient = False
+
 
 class InvalidRequest(DomainError):
     """The request is well-formed but its values are not acceptable (422)."""
@@ -35,10 +39,17 @@ class Refused(DomainError):
     """A rule refuses this actor this action; the decision is recorded (403)."""
 
     def __init__(
-        self, code: str, message: str, *, kept: tuple[KeptWrite, ...] = (), **details: object
+        self,
+        code: str,
+        message: str,
+        *,
+        kept: tuple[KeptWrite, ...] = (),
+        transient: bool = False,
+        **details: object,
     ) -> None:
         super().__init__(code, message, **details)
         self.kept = kept
+        self.transient = transient
 
 
 class Gone(DomainError):
@@ -47,3 +58,5 @@ class Gone(DomainError):
 
 class Unavailable(DomainError):
     """The service cannot decide safely right now, e.g. no policy is active (503). Fails closed."""
+
+    transient = True

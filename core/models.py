@@ -275,7 +275,7 @@ class Bet(Base):
     provider_code: Mapped[str] = mapped_column(sa.Text)
     bet_ref: Mapped[str] = mapped_column(sa.Text)
     round_id: Mapped[int] = mapped_column(sa.ForeignKey("rounds.id"), index=True)
-    player_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("players.id"), index=True)
+    player_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("players.id"))
     currency: Mapped[str] = mapped_column(CURRENCY)
     stake: Mapped[int] = mapped_column(sa.BigInteger)
     stake_cash: Mapped[int] = mapped_column(sa.BigInteger)

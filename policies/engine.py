@@ -161,6 +161,10 @@ class _Base(ABC):
     @abstractmethod
     def _partition(self, action: str, facts: Mapping[str, object]) -> _Partition: ...
 
+    def needs(self, action: str) -> frozenset[str]:
+        """The facts the rules of `action` read (empty for an action without rules)."""
+        return self._required.get(action, frozenset())
+
     def decide(self, action: str, facts: Mapping[str, object], *, locale: str = "en") -> Decision:
         needed = self._required.get(action)
         if needed is None:

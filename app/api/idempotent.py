@@ -5,6 +5,13 @@ Same key + same request: the stored answer again (success or failure) with
 action did, then stores itself under the key in a fresh transaction (with the writes it asks to
 keep, such as the record of a denied policy decision), so a retry never turns an earlier
 failure into a success.
+
+A transient refusal (a zone paused by a kill-switch, no policy active) is the exception: its kept
+writes are committed but the key is left unclaimed, and the answer says `Retry-After`, so the
+same request under the same key acts again once the cause is lifted.
+
+Signed clients and players share the table: `scope` is the client id, or `player:<uuid>` for a
+player's bearer token (idempotency_records has no foreign key to api_clients).
 """
 
 import hashlib
@@ -14,15 +21,21 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
-from app.auth import Principal
 from app.errors import error_body, status_of
 from core import clients
 from core.errors import DomainError
 from core.uow import UnitOfWork
 
+# A kill-switch is lifted by a person, not by a timer: 30 s is a polite polling interval.
+RETRY_AFTER_S = 30
 
-def _response(stored: clients.StoredResponse, *, replayed: bool) -> Response:
+
+def _response(
+    stored: clients.StoredResponse, *, replayed: bool = False, retry_after: int | None = None
+) -> Response:
     headers = {"Idempotent-Replayed": "true"} if replayed else {}
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
     return Response(
         stored.body,
         status_code=stored.status_code,
@@ -39,15 +52,18 @@ async def run(
     request: Request,
     *,
     uow: UnitOfWork,
-    principal: Principal,
+    scope: str,
+    nonce: str | None,
     key: str,
     action: Callable[[], Awaitable[BaseModel]],
 ) -> Response:
+    """Run `action` once per (scope, key). `nonce` is the signed request's nonce, consumed again
+    after a refusal's rollback so that the request cannot be replayed (a bearer token has none).
+    """
     body = await request.body()
     request_hash = hashlib.sha256(f"{request.method} {request.url.path}\n".encode() + body).digest()
-    client_id = principal.client.client_id
     stored = await clients.claim_idempotency_key(
-        uow, client_id=client_id, key=key, request_hash=request_hash
+        uow, client_id=scope, key=key, request_hash=request_hash
     )
     if stored is not None:
         await uow.commit()
@@ -55,17 +71,21 @@ async def run(
     try:
         result = await action()
     except DomainError as refusal:
-        await uow.rollback()
-        await clients.consume_nonce(uow, client_id=client_id, nonce=principal.nonce)
+        await uow.rollback()  # the claim goes too: re-made below unless the refusal is transient
+        if nonce is not None:
+            await clients.consume_nonce(uow, client_id=scope, nonce=nonce)
         for write in refusal.kept:  # e.g. the record of a denied policy decision
             await write(uow)
         answer = clients.StoredResponse(
             status_of(refusal), _json(error_body(refusal.code, refusal.message, refusal.details))
         )
+        if refusal.transient:
+            await uow.commit()
+            return _response(answer, retry_after=RETRY_AFTER_S)
     else:
         answer = clients.StoredResponse(200, _json(result.model_dump(mode="json")))
     final = await clients.store_response(
-        uow, client_id=client_id, key=key, request_hash=request_hash, response=answer
+        uow, client_id=scope, key=key, request_hash=request_hash, response=answer
     )
     await uow.commit()
     return _response(final, replayed=final is not answer)

@@ -3,24 +3,19 @@ they stand, their limits and exclusions, and why they were refused. The token de
 data a call reads or changes; no path or body names a player. Operators mint the tokens.
 """
 
-import hashlib
-from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
+from fastapi.responses import Response
 
 from app import schemas
+from app.api import idempotent
 from app.api.rg import PlayerId, change_limit, standing_of, start_exclusion
 from app.api.wallet import ERRORS
 from app.auth import IdempotencyKey, Operator, Uow
-from app.errors import error_body, status_of
-from app.player_auth import PlayerPrincipal, PlayerSession, tokens
+from app.player_auth import PlayerPrincipal, tokens
 from compliance import denials
-from core import clients, journal, players
-from core.errors import DomainError
-from core.uow import UnitOfWork
+from core import journal, players
 
 PLAYER_ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": schemas.ErrorResponse, "description": text}
@@ -98,7 +93,9 @@ async def set_my_limit(
             ctx=player.context(),
         )
 
-    return await _idempotent(request, uow=uow, player=player, key=key, action=act)
+    return await idempotent.run(
+        request, uow=uow, scope=player.actor, nonce=None, key=key, action=act
+    )
 
 
 @player_api.post("/exclusions", response_model=schemas.ExclusionStarted)
@@ -124,7 +121,9 @@ async def exclude_me(
             ctx=player.context(),
         )
 
-    return await _idempotent(request, uow=uow, player=player, key=key, action=act)
+    return await idempotent.run(
+        request, uow=uow, scope=player.actor, nonce=None, key=key, action=act
+    )
 
 
 @player_api.get("/decisions", response_model=schemas.PlayerDecisions)
@@ -150,50 +149,6 @@ async def my_refusals(
             )
             for d in found
         ]
-    )
-
-
-async def _idempotent(
-    request: Request,
-    *,
-    uow: UnitOfWork,
-    player: PlayerSession,
-    key: str,
-    action: Callable[[], Awaitable[BaseModel]],
-) -> Response:
-    """app.api.idempotent.run for a player: the same table and rules, with the scope
-    `player:<uuid>` in place of a client id (idempotency_records has no foreign key to
-    api_clients) and no request nonce to consume (a bearer token has none)."""
-    body = await request.body()
-    request_hash = hashlib.sha256(f"{request.method} {request.url.path}\n".encode() + body).digest()
-    scope = player.actor
-    stored = await clients.claim_idempotency_key(
-        uow, client_id=scope, key=key, request_hash=request_hash
-    )
-    if stored is not None:
-        await uow.commit()
-        return _response(stored, replayed=True)
-    try:
-        result = await action()
-    except DomainError as refusal:
-        await uow.rollback()  # the refusal is stored, so that a retry gets it again
-        error = error_body(refusal.code, refusal.message, refusal.details)
-        answer = clients.StoredResponse(status_of(refusal), bytes(JSONResponse(error).body))
-    else:
-        answer = clients.StoredResponse(
-            200, bytes(JSONResponse(result.model_dump(mode="json")).body)
-        )
-    final = await clients.store_response(
-        uow, client_id=scope, key=key, request_hash=request_hash, response=answer
-    )
-    await uow.commit()
-    return _response(final, replayed=final is not answer)
-
-
-def _response(stored: clients.StoredResponse, *, replayed: bool) -> Response:
-    headers = {"Idempotent-Replayed": "true"} if replayed else {}
-    return Response(
-        stored.body, status_code=stored.status_code, headers=headers, media_type="application/json"
     )
 
 

@@ -36,6 +36,16 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         "ruleset fails its hash check (policy_unavailable): no money moves",
     }.items()
 }
+# A refusal that may lift (zone_off, a 503) says when to try again; it is not kept under the key.
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before sending the same request (same Idempotency-Key) "
+        "again: only on a refusal that may lift, which is not kept as the key's answer",
+        "schema": {"type": "integer"},
+    }
+}
+ERRORS[403]["headers"] = _RETRY_AFTER
+ERRORS[503]["headers"] = _RETRY_AFTER
 
 
 def _provider(principal: Principal) -> str:
@@ -93,7 +103,14 @@ async def bet(
         outcome = await rounds.place_bet(uow, cmd, _context(principal, body), guard=gate)
         return _answer(body.request_uuid, outcome)
 
-    return await idempotent.run(request, uow=uow, principal=principal, key=key, action=act)
+    return await idempotent.run(
+        request,
+        uow=uow,
+        scope=principal.client.client_id,
+        nonce=principal.nonce,
+        key=key,
+        action=act,
+    )
 
 
 @router.post("/win", response_model=schemas.WalletResponse, responses=ERRORS)
@@ -124,7 +141,14 @@ async def win(
         outcome = await rounds.settle_bet(uow, cmd, _context(principal, body), guard=gate)
         return _answer(body.request_uuid, outcome)
 
-    return await idempotent.run(request, uow=uow, principal=principal, key=key, action=act)
+    return await idempotent.run(
+        request,
+        uow=uow,
+        scope=principal.client.client_id,
+        nonce=principal.nonce,
+        key=key,
+        action=act,
+    )
 
 
 @router.post("/rollback", response_model=schemas.WalletResponse, responses=ERRORS)
@@ -153,7 +177,14 @@ async def rollback(
         outcome = await rounds.rollback_bet(uow, cmd, _context(principal, body), guard=gate)
         return _answer(body.request_uuid, outcome)
 
-    return await idempotent.run(request, uow=uow, principal=principal, key=key, action=act)
+    return await idempotent.run(
+        request,
+        uow=uow,
+        scope=principal.client.client_id,
+        nonce=principal.nonce,
+        key=key,
+        action=act,
+    )
 
 
 def _context(principal: Principal, body: schemas.Telemetry) -> EventContext:

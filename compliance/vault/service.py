@@ -7,6 +7,7 @@ erasing — is journaled in the same transaction, with tokens and decisions, nev
 """
 
 import base64
+import logging
 import secrets
 import uuid
 from dataclasses import asdict, dataclass
@@ -19,6 +20,8 @@ from core import journal, sql
 from core.errors import Conflict, Gone, InvalidRequest, NotFound
 from core.journal import EventContext
 from core.uow import UnitOfWork
+
+log = logging.getLogger(__name__)
 
 DUPLICATE_KINDS = ("email", "phone", "national_id", "iban")
 MAX_DUPLICATES = 50  # listed per registration: enough to open a case, bounded for the answer
@@ -250,7 +253,8 @@ async def _sealed_fields(uow: UnitOfWork, player_id: uuid.UUID) -> dict[str, tup
 
 
 async def date_of_birth(uow: UnitOfWork, *, player_id: uuid.UUID, keys: KeyProvider) -> date | None:
-    """The date of birth for the gate's age fact; None when none is on file or it was erased.
+    """The date of birth for the gate's age fact; None when none is on file, it was erased, or
+    what is on file is not a real YYYY-MM-DD day.
 
     Not a reveal: the value stays in the server, which computes an age from it, so it is not
     journaled per read (the gate's decisions record the age, never the date).
@@ -268,8 +272,14 @@ async def date_of_birth(uow: UnitOfWork, *, player_id: uuid.UUID, keys: KeyProvi
         data_key = keys.unwrap(player_id, WrappedKey(row["kek_version"], bytes(row["wrapped"])))
     except crypto.VaultCryptoError:
         raise Conflict("vault_integrity_failure", "this player's data key does not open") from None
-    text = _open(data_key, player_id, "date_of_birth", bytes(row["sealed"])).decode().strip()
-    return date.fromisoformat(text)
+    opened = _open(data_key, player_id, "date_of_birth", bytes(row["sealed"]))
+    try:  # stored before registration checked dates: an unknown age, not a failed request
+        text = opened.decode()
+        normalize.check_date_of_birth(text)
+    except ValueError:  # the error's message quotes the value: log neither
+        log.warning("player %s: the stored date of birth is not a YYYY-MM-DD date", player_id)
+        return None
+    return date.fromisoformat(text.strip())
 
 
 async def masked(uow: UnitOfWork, *, player_id: uuid.UUID, keys: KeyProvider) -> dict[str, Any]:

@@ -179,7 +179,7 @@ async def test_a_self_exclusion_stops_stakes_but_not_what_is_owed(
     paid = await api.provider.post("/v1/wallet/win", factories.win_body(won, "25.00"))
     assert paid.status_code == 200
     refunded = await api.provider.post("/v1/wallet/rollback", factories.rollback_body(voided))
-    assert refunded.status_code == 200
+    assert refunded.status_code == 200, refunded.text
     assert await factories.balance(api, player) == "115.00"
 
 
@@ -281,6 +281,66 @@ async def test_due_diligence_stops_money_at_the_threshold_until_kyc_is_verified(
     refusal(await bet(api, player, "0.01"), "due_diligence_required")
     await officer(api, player, "kyc", {"level": "verified"})
     assert (await bet(api, player, "0.01")).status_code == 200
+
+
+async def test_one_stake_cannot_jump_over_the_threshold(api: Api, uows: UnitOfWorkFactory) -> None:
+    player = await factories.committed_player(uows, cash="5000.00")
+    refusal(await bet(api, player, "2000.01"), "due_diligence_required")
+    assert (await bet(api, player, "2000.00")).status_code == 200  # lands exactly on it
+
+
+async def test_links_of_links_count_towards_due_diligence(
+    api: Api, uows: UnitOfWorkFactory
+) -> None:
+    first, middle, last = [await factories.committed_player(uows, cash="3000.00") for _ in range(3)]
+    for a, b in ((first, middle), (middle, last)):
+        response = await api.operator.post(
+            f"/v1/admin/players/{a}/links",
+            {"linked_player_id": str(b), "actor": "officer-7", "reason": "same household"},
+        )
+        assert response.status_code == 200, response.text
+    assert (await bet(api, first, "1200.00")).status_code == 200
+    assert (await bet(api, last, "800.00")).status_code == 200
+    refusal(await bet(api, last, "0.01"), "due_diligence_required")  # first is two links away
+
+
+async def test_only_stakes_need_an_exchange_rate_and_without_one_nothing_moves(
+    api: Api, uows: UnitOfWorkFactory
+) -> None:
+    # funded by an adjustment through the gate, with no CHF rate recorded: it needs none
+    player = await factories.committed_player(uows, cash="100.00", currency="CHF")
+    refused = await bet(api, player, "1.00", currency="CHF")  # no CHF/EUR rate at all
+    assert refused.status_code == 503, refused.text
+    assert refused.json()["error"]["code"] == "no_fx_rate"
+    assert await factories.balance(api, player) == "100.00"
+    rate = await api.operator.post(  # only the inverse is recorded: it serves
+        "/v1/admin/fx-rates",
+        {
+            "base": "EUR",
+            "quote": "CHF",
+            "rate": "0.5",
+            "source": "test",
+            "as_of": (datetime.now(UTC) - timedelta(minutes=1)).isoformat(),
+        },
+    )
+    assert rate.status_code == 200, rate.text
+    placed = factories.bet_body(player, "999.00", currency="CHF")  # 1,998.00 EUR
+    await api.operator.post(
+        "/v1/admin/adjustments",
+        {
+            "player_id": str(player),
+            "amount": "1000.00",
+            "currency": "CHF",
+            "source": "cash",
+            "direction": "credit",
+            "operator": "officer-7",
+            "reason": "test funds",
+        },
+    )
+    assert (await api.provider.post("/v1/wallet/bet", placed)).status_code == 200
+    refusal(await bet(api, player, "1.01", currency="CHF"), "due_diligence_required")
+    paid = await api.provider.post("/v1/wallet/win", factories.win_body(placed, "10.00"))
+    assert paid.status_code == 200, paid.text
 
 
 async def test_linked_accounts_reach_the_threshold_together(api: Api, clock: Clock) -> None:

@@ -474,7 +474,7 @@ async def test_a_money_request_stores_one_allowing_decision_and_names_it(
 
 
 @BY_ROUTE
-async def test_a_denied_money_request_moves_nothing_and_is_on_record_once(
+async def test_a_denied_money_request_moves_nothing_and_each_attempt_is_on_record(
     api: Api, uows: UnitOfWorkFactory, case: MoneyRoute
 ) -> None:
     ready = await case.prepare(api, uows)
@@ -499,9 +499,21 @@ async def test_a_denied_money_request_moves_nothing_and_is_on_record_once(
     assert denied.decisions == before.decisions | {(decision_id, case.action, "deny", "zone_off")}
     assert denied.journal == [*before.journal, ("policy.decided", decision_id, "deny")]
 
+    # A kill-switch is an operational pause: the refusal is not the key's final answer. The
+    # same request under the same key is decided afresh (refused again while the zone is off,
+    # on record again), and nothing moves.
     again = await ready.client.post(ready.path, ready.body, idempotency_key=key)
 
-    assert (again.status_code, again.content) == (403, first.content)
-    assert again.headers.get("Idempotent-Replayed") == "true"
-    assert "Idempotent-Replayed" not in first.headers
-    assert await books(api, uows, ready.player_id) == denied
+    assert again.status_code == 403, again.text
+    assert first.headers.get("Retry-After")
+    assert again.headers.get("Retry-After")
+    assert "Idempotent-Replayed" not in again.headers
+    second_id = error_of(again)["details"]["decision_id"]
+    assert second_id != decision_id
+    after = await books(api, uows, ready.player_id)
+    assert (after.cash, after.bonus, after.ledger_transactions) == (
+        before.cash,
+        before.bonus,
+        before.ledger_transactions,
+    )
+    assert after.decisions == denied.decisions | {(second_id, case.action, "deny", "zone_off")}
