@@ -2,7 +2,8 @@
 
 The state of a zone is its newest switch (the table is append-only, so every switch and its
 reason stay on record, and each is journaled). The gate reads it for every decision as the
-`zone_off` fact, so a switch takes effect with the next request.
+`zone_off` fact (in compliance/facts.py's statement), so a switch takes effect with the next
+request.
 """
 
 from dataclasses import dataclass
@@ -66,9 +67,3 @@ async def states(uow: UnitOfWork) -> dict[str, Switch]:
         {},
     )
     return {row["zone"]: Switch(**row) for row in rows}
-
-
-async def zone_off(uow: UnitOfWork, action: str) -> bool:
-    """The `zone_off` fact of a decision about `action`."""
-    state = (await states(uow)).get(ZONE_OF_ACTION[action])
-    return bool(state and state.off)
