@@ -57,8 +57,9 @@ async def store(uow: UnitOfWork, recorded: Recorded, ctx: EventContext) -> None:
     await sql.run(
         uow,
         "INSERT INTO policy_decisions (id, action, player_id, facts, version, content_hash,"
-        " rule_ids, effect, reason_code, decided_at) VALUES (%(id)s, %(action)s, %(player)s,"
-        " %(facts)s, %(version)s, %(hash)s, %(rules)s, %(effect)s, %(reason)s, %(at)s)",
+        " rule_ids, effect, reason_code, reason, decided_at) VALUES (%(id)s, %(action)s,"
+        " %(player)s, %(facts)s, %(version)s, %(hash)s, %(rules)s, %(effect)s, %(reason)s,"
+        " %(words)s, %(at)s)",
         {
             "id": recorded.id,
             "action": decision.action,
@@ -69,6 +70,7 @@ async def store(uow: UnitOfWork, recorded: Recorded, ctx: EventContext) -> None:
             "rules": list(decision.rule_ids),
             "effect": decision.effect,
             "reason": decision.reason_code,
+            "words": decision.reason,
             "at": recorded.decided_at,
         },
     )

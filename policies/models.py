@@ -49,6 +49,8 @@ class PolicyDecision(Base):
     rule_ids: Mapped[list[str]] = mapped_column(ARRAY(sa.Text))
     effect: Mapped[str] = mapped_column(sa.Text)
     reason_code: Mapped[str] = mapped_column(sa.Text)
+    # The human reason as the ruleset words it (English); None on decisions from before 0007.
+    reason: Mapped[str | None] = mapped_column(sa.Text)
     decided_at: Mapped[datetime] = mapped_column(TS, index=True)
 
 

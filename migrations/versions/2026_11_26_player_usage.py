@@ -1,4 +1,5 @@
-"""Running usage per player, kept by the database from the bets: the gate's facts in O(1).
+"""Running usage per player, kept by the database from the bets: the gate's facts in O(1);
+and decision records carry their human reason.
 
 Summing a player's bets for every decision grows with their history (measured: 1.3 ms of facts
 at a handful of bets, 7.3 ms at 3,000). Two derived tables, written only by triggers on `bets`
@@ -30,6 +31,9 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    # A decision record carries its human reason too, as worded by its ruleset, so the table
+    # reads on its own (the text also follows from the pinned ruleset's reasons.json).
+    op.add_column("policy_decisions", sa.Column("reason", sa.Text(), nullable=True))
     # Redundant beside (player_id, placed_at) from 0006, which serves every lookup by player:
     # one index less to write per bet.
     op.drop_index("ix_bets_player_id", table_name="bets")
@@ -126,6 +130,7 @@ GRANT SELECT ON player_usage_hourly, player_turnover TO pitwarden_app;
 
 
 def downgrade() -> None:
+    op.drop_column("policy_decisions", "reason")
     op.create_index("ix_bets_player_id", "bets", ["player_id"])
     op.execute("DROP TRIGGER bets_counted ON bets")
     op.execute("DROP FUNCTION pw_count_bet()")

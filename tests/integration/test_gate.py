@@ -78,6 +78,7 @@ async def stored(uows: UnitOfWorkFactory, decision_id: str) -> sa.Row[Any]:
                 sa.select(
                     PolicyDecision.effect,
                     PolicyDecision.reason_code,
+                    PolicyDecision.reason,
                     PolicyDecision.version,
                     PolicyDecision.facts,
                 ).where(PolicyDecision.id == uuid.UUID(decision_id))
@@ -104,6 +105,7 @@ async def test_a_stake_up_to_the_wager_limit_passes_one_cent_more_is_refused(
         "wager_limit_24h",
         RULESET,
     )
+    assert record.reason == "This bet would exceed your 24-hour wager limit."
     assert record.facts["wager_24h_minor"] == 3000
     assert record.facts["wager_limit_24h_minor"] == 5000
     assert record.facts["stake_minor"] == 2001
