@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,8 +16,10 @@ from app.api import admin, audit, kyc, me, rg, vault, wallet
 from app.gating import build_gate
 from app.runtime import vault_keys
 from audit import keys
+from compliance import jurisdictions
 from compliance.vault.keys import KeyProvider
 from core import clients
+from core.journal import EventContext
 from core.settings import Settings
 from core.uow import Clock, UnitOfWorkFactory, utc_now
 
@@ -76,6 +79,19 @@ async def forget_old_nonces(uows: UnitOfWorkFactory, settings: Settings) -> None
             log.exception("forgetting old nonces failed")
 
 
+async def record_gate_settings(uows: UnitOfWorkFactory, settings: Settings) -> None:
+    """At start: journal the jurisdiction settings file if it changed since the last start."""
+    path = settings.jurisdictions_file or jurisdictions.JURISDICTIONS
+    async with uows() as uow:
+        if await jurisdictions.record_loaded(
+            uow,
+            jurisdictions.load(path),
+            source=str(path),
+            ctx=EventContext(actor="system:start", trace_id=uuid.uuid4().hex),
+        ):
+            await uow.commit()
+
+
 def create_app(
     *,
     settings: Settings,
@@ -99,6 +115,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await record_gate_settings(uow_factory, settings)
         tasks = [asyncio.create_task(forget_old_nonces(uow_factory, settings))]
         if settings.audit_in_server:
             tasks.append(

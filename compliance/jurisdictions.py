@@ -13,8 +13,11 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from core import journal, sql
 from core.errors import InvalidRequest
+from core.journal import EventContext
 from core.money import parse_amount
+from core.uow import UnitOfWork
 
 JURISDICTIONS = Path(__file__).parent / "data" / "jurisdictions.json"
 _CODE = re.compile(r"[A-Z]{2}\Z")
@@ -75,3 +78,31 @@ def load(path: Path = JURISDICTIONS) -> Jurisdictions:
             raise JurisdictionsError(f"{path}: {code!r} is not an ISO 3166-1 alpha-2 code")
         overrides[code] = _entry(code, entry, default)
     return Jurisdictions(default, overrides, "sha256:" + hashlib.sha256(data).hexdigest())
+
+
+async def record_loaded(
+    uow: UnitOfWork, settings: Jurisdictions, *, source: str, ctx: EventContext
+) -> bool:
+    """Journal the settings the gate now decides with, when they differ from the last recorded
+    (`compliance.settings_loaded`, with the file's hash and where it came from): the file is the
+    operator's, so its changes reach the audit log this way. True if an event was written."""
+    last = await sql.scalar(
+        uow,
+        "SELECT envelope->'data'->>'content_hash' FROM journal_events"
+        " WHERE event = 'compliance.settings_loaded' ORDER BY id DESC LIMIT 1",
+        {},
+    )
+    if last == settings.content_hash:
+        return False
+    await journal.record(
+        uow,
+        "compliance.settings_loaded",
+        ctx=ctx,
+        data={
+            "content_hash": settings.content_hash,
+            "previous_hash": last,
+            "source": source,
+            "blocked": sorted(code for code, j in settings.overrides.items() if j.blocked),
+        },
+    )
+    return True

@@ -1,0 +1,93 @@
+"""The per-jurisdiction settings file: checked whole when loaded, and every change of it
+reaches the journal (and so the audit log) when a server starts with it."""
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from compliance import jurisdictions
+from core.uow import UnitOfWorkFactory
+from tests.conftest import CTX
+
+
+def settings_file(tmp_path: Path, name: str, content: dict[str, object]) -> Path:
+    path = tmp_path / name
+    path.write_text(json.dumps(content))
+    return path
+
+
+async def test_a_changed_file_is_journaled_once_with_its_predecessor(
+    uows: UnitOfWorkFactory, tmp_path: Path
+) -> None:
+    threshold = f"{random.randrange(1000, 9999)}.00"  # noqa: S311 - a content no other test has
+    first = jurisdictions.load(
+        settings_file(
+            tmp_path,
+            "a.json",
+            {
+                "*": {"blocked": False, "due_diligence_threshold_eur": threshold},
+                "US": {"blocked": True},
+            },
+        )
+    )
+    second = jurisdictions.load(
+        settings_file(
+            tmp_path,
+            "b.json",
+            {
+                "*": {"blocked": False, "due_diligence_threshold_eur": threshold},
+                "FR": {"blocked": True},
+            },
+        )
+    )
+    async with uows() as uow:
+        assert await jurisdictions.record_loaded(uow, first, source="a.json", ctx=CTX)
+        assert not await jurisdictions.record_loaded(uow, first, source="a.json", ctx=CTX)
+        assert await jurisdictions.record_loaded(uow, second, source="b.json", ctx=CTX)
+        events = (
+            (
+                await uow.session.execute(
+                    sa.text(
+                        "SELECT envelope->'data' FROM journal_events"
+                        " WHERE event = 'compliance.settings_loaded' ORDER BY id DESC LIMIT 2"
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert events[0]["content_hash"] == second.content_hash
+    assert events[0]["previous_hash"] == first.content_hash
+    assert events[0]["blocked"] == ["FR"]
+    assert events[1]["content_hash"] == first.content_hash
+    assert first.of("ZZ").due_diligence_threshold_eur_minor == int(threshold[:-3]) * 100
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ({"US": {"blocked": True}}, "defaults are missing"),
+        ({"*": {"blocked": False}}, "due_diligence_threshold_eur is required"),
+        ({"*": {"blocked": "no", "due_diligence_threshold_eur": "1.00"}}, "true or false"),
+        (
+            {"*": {"blocked": False, "due_diligence_threshold_eur": "1.001"}},
+            "due_diligence_threshold_eur",
+        ),
+        (
+            {"*": {"blocked": False, "due_diligence_threshold_eur": "1.00"}, "usa": {}},
+            "not an ISO 3166-1",
+        ),
+        (
+            {"*": {"blocked": False, "due_diligence_threshold_eur": "1.00", "limit": 5}},
+            "keys among",
+        ),
+    ],
+)
+def test_a_bad_file_is_refused_whole(
+    tmp_path: Path, content: dict[str, object], problem: str
+) -> None:
+    with pytest.raises(jurisdictions.JurisdictionsError, match=problem):
+        jurisdictions.load(settings_file(tmp_path, "bad.json", content))
