@@ -42,7 +42,7 @@ async def recent(uow: UnitOfWork, *, player_id: uuid.UUID, limit: int) -> list[D
         uow,
         "SELECT id, action, version, content_hash, reason_code, decided_at"
         " FROM policy_decisions WHERE player_id = %(p)s AND effect = 'deny'"
-        " ORDER BY decided_at DESC LIMIT %(n)s",
+        " ORDER BY decided_at DESC, id LIMIT %(n)s",
         {"p": player_id, "n": min(limit, MAX_LISTED)},
     )
     denials = []

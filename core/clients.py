@@ -1,5 +1,6 @@
 """API clients (game providers, operator tools), their request nonces and idempotency records."""
 
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -12,6 +13,9 @@ from core.errors import Conflict, InvalidRequest
 from core.journal import EventContext
 from core.models import ApiClient, RequestNonce
 from core.uow import UnitOfWork
+
+# Never a colon: the player API scopes its idempotency records as `player:<uuid>`.
+CLIENT_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 Role = Literal["game_provider", "operator", "regulator"]
 
@@ -42,6 +46,12 @@ async def register(
     ctx: EventContext,
 ) -> Client:
     """Register a caller; the secret is returned once, to be handed to the provider."""
+    if not CLIENT_ID.fullmatch(client_id):
+        raise InvalidRequest(
+            "invalid_client_id",
+            "a client id is 1 to 64 letters, digits, '.', '_' or '-'",
+            client_id=client_id[:80],
+        )
     secret = secrets.token_urlsafe(32)
     uow.session.add(
         ApiClient(

@@ -199,6 +199,8 @@ class ApiClient(Base):
         sa.CheckConstraint(
             "(role = 'game_provider') = (provider_code IS NOT NULL)", name="providers_have_code"
         ),
+        # Never a colon: the player API scopes idempotency records as `player:<uuid>`.
+        sa.CheckConstraint("client_id ~ '^[A-Za-z0-9._-]{1,64}$'", name="client_id"),
     )
 
     client_id: Mapped[str] = mapped_column(sa.Text, primary_key=True)

@@ -6,14 +6,17 @@ import uuid
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from app.main import create_app
 from app.signing import signed_headers
 from compliance.vault.keys import LocalKeyFile
+from core import clients
+from core.errors import InvalidRequest
 from core.settings import Settings
 from core.uow import UnitOfWorkFactory
 from tests import factories
-from tests.conftest import Api
+from tests.conftest import CTX, Api
 
 PATH = "/v1/wallet/bet"
 
@@ -174,3 +177,29 @@ async def test_roles_keep_to_their_own_api(api: Api, player: uuid.UUID) -> None:
     as_operator = await api.operator.post("/v1/wallet/bet", factories.bet_body(player))
     assert (as_operator.status_code, as_operator.json()["error"]["code"]) == (403, "forbidden")
     assert await factories.balance(api, player) == "100.00"
+
+
+@pytest.mark.parametrize("client_id", ["player:00000000-0000-4000-8000-000000000001", "", "a b"])
+async def test_a_client_id_that_could_pass_for_a_player_scope_is_refused(
+    uows: UnitOfWorkFactory, client_id: str
+) -> None:
+    async with uows() as uow:
+        with pytest.raises(InvalidRequest) as refused:
+            await clients.register(
+                uow,
+                client_id=client_id,
+                role="operator",
+                display_name="x",
+                provider_code=None,
+                ctx=CTX,
+            )
+    assert refused.value.code == "invalid_client_id"
+    with pytest.raises(sa.exc.IntegrityError, match="ck_api_clients_client_id"):
+        async with uows() as uow:  # and the database refuses it from any other path
+            await uow.session.execute(
+                sa.text(
+                    "INSERT INTO api_clients (client_id, role, display_name, secret, active,"
+                    " created_at) VALUES (:c, 'operator', 'x', 's', true, now())"
+                ),
+                {"c": client_id or "player:x"},
+            )

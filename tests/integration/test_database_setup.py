@@ -49,5 +49,5 @@ def test_an_external_database_gets_a_restricted_app_role(db_urls: DatabaseUrls) 
     prepare(settings)  # a second start migrates nothing and keeps working
     owner = create_engine_sync(owner_url)
     with owner.connect() as conn:
-        assert conn.scalar(sa.text("SELECT version_num FROM alembic_version")) == "0007"
+        assert conn.scalar(sa.text("SELECT version_num FROM alembic_version")) == "0008"
     owner.dispose()
