@@ -50,14 +50,7 @@ async def create_player(
             player_id=player_id, currency=body.currency, jurisdiction=body.jurisdiction
         )
 
-    return await idempotent.run(
-        request,
-        uow=uow,
-        scope=principal.client.client_id,
-        nonce=principal.nonce,
-        key=key,
-        action=act,
-    )
+    return await idempotent.run_signed(request, uow=uow, principal=principal, key=key, action=act)
 
 
 @router.post("/adjustments", response_model=schemas.AdjustmentDone)
@@ -88,14 +81,7 @@ async def adjust(
             done.wallet, ledger_transaction_id=done.ledger_transaction_id
         )
 
-    return await idempotent.run(
-        request,
-        uow=uow,
-        scope=principal.client.client_id,
-        nonce=principal.nonce,
-        key=key,
-        action=act,
-    )
+    return await idempotent.run_signed(request, uow=uow, principal=principal, key=key, action=act)
 
 
 @router.post("/adjustments/{ledger_transaction_id}/reversal", response_model=schemas.AdjustmentDone)
@@ -124,14 +110,7 @@ async def reverse_adjustment(
             done.wallet, ledger_transaction_id=done.ledger_transaction_id
         )
 
-    return await idempotent.run(
-        request,
-        uow=uow,
-        scope=principal.client.client_id,
-        nonce=principal.nonce,
-        key=key,
-        action=act,
-    )
+    return await idempotent.run_signed(request, uow=uow, principal=principal, key=key, action=act)
 
 
 @router.post("/fx-rates", response_model=schemas.FxRateOut)
@@ -162,14 +141,7 @@ async def record_fx_rate(
             as_of=rfc3339(rate.as_of),
         )
 
-    return await idempotent.run(
-        request,
-        uow=uow,
-        scope=principal.client.client_id,
-        nonce=principal.nonce,
-        key=key,
-        action=act,
-    )
+    return await idempotent.run_signed(request, uow=uow, principal=principal, key=key, action=act)
 
 
 @router.get("/accounts/{code}/balance", response_model=schemas.AccountBalance)
@@ -239,11 +211,4 @@ async def switch_zone(
         )
         return schemas.KillSwitchState(**vars(done))
 
-    return await idempotent.run(
-        request,
-        uow=uow,
-        scope=principal.client.client_id,
-        nonce=principal.nonce,
-        key=key,
-        action=act,
-    )
+    return await idempotent.run_signed(request, uow=uow, principal=principal, key=key, action=act)

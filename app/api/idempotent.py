@@ -21,6 +21,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
+from app.auth import Principal
 from app.errors import error_body, status_of
 from core import clients
 from core.errors import DomainError
@@ -46,6 +47,25 @@ def _response(
 
 def _json(body: object) -> bytes:
     return bytes(JSONResponse(body).body)
+
+
+async def run_signed(
+    request: Request,
+    *,
+    uow: UnitOfWork,
+    principal: Principal,
+    key: str,
+    action: Callable[[], Awaitable[BaseModel]],
+) -> Response:
+    """`run` for a signed API client: its client id is the scope, its nonce is consumed."""
+    return await run(
+        request,
+        uow=uow,
+        scope=principal.client.client_id,
+        nonce=principal.nonce,
+        key=key,
+        action=action,
+    )
 
 
 async def run(

@@ -62,14 +62,7 @@ async def set_kyc_level(
         )
         return await _standing(uow, player_id)
 
-    return await idempotent.run(
-        request,
-        uow=uow,
-        scope=principal.client.client_id,
-        nonce=principal.nonce,
-        key=key,
-        action=act,
-    )
+    return await idempotent.run_signed(request, uow=uow, principal=principal, key=key, action=act)
 
 
 @router.post("/{player_id}/aml-hold", response_model=schemas.Standing)
@@ -95,14 +88,7 @@ async def set_aml_hold(
         )
         return await _standing(uow, player_id)
 
-    return await idempotent.run(
-        request,
-        uow=uow,
-        scope=principal.client.client_id,
-        nonce=principal.nonce,
-        key=key,
-        action=act,
-    )
+    return await idempotent.run_signed(request, uow=uow, principal=principal, key=key, action=act)
 
 
 @router.post("/{player_id}/links", response_model=schemas.Standing)
@@ -129,11 +115,4 @@ async def link(
         )
         return await _standing(uow, player_id)
 
-    return await idempotent.run(
-        request,
-        uow=uow,
-        scope=principal.client.client_id,
-        nonce=principal.nonce,
-        key=key,
-        action=act,
-    )
+    return await idempotent.run_signed(request, uow=uow, principal=principal, key=key, action=act)

@@ -126,14 +126,7 @@ async def set_limit(
             ctx=principal.context(),
         )
 
-    return await idempotent.run(
-        request,
-        uow=uow,
-        scope=principal.client.client_id,
-        nonce=principal.nonce,
-        key=key,
-        action=act,
-    )
+    return await idempotent.run_signed(request, uow=uow, principal=principal, key=key, action=act)
 
 
 @router.post("/{player_id}/exclusions", response_model=schemas.ExclusionStarted)
@@ -160,14 +153,7 @@ async def exclude(
             ctx=principal.context(),
         )
 
-    return await idempotent.run(
-        request,
-        uow=uow,
-        scope=principal.client.client_id,
-        nonce=principal.nonce,
-        key=key,
-        action=act,
-    )
+    return await idempotent.run_signed(request, uow=uow, principal=principal, key=key, action=act)
 
 
 @router.get("/{player_id}/responsible-gambling", response_model=schemas.ResponsibleGambling)

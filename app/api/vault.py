@@ -93,14 +93,7 @@ async def register_player(
             ],
         )
 
-    return await idempotent.run(
-        request,
-        uow=uow,
-        scope=principal.client.client_id,
-        nonce=principal.nonce,
-        key=key,
-        action=act,
-    )
+    return await idempotent.run_signed(request, uow=uow, principal=principal, key=key, action=act)
 
 
 @router.get("/v1/vault/players/{player_id}")

@@ -103,14 +103,7 @@ async def bet(
         outcome = await rounds.place_bet(uow, cmd, _context(principal, body), guard=gate)
         return _answer(body.request_uuid, outcome)
 
-    return await idempotent.run(
-        request,
-        uow=uow,
-        scope=principal.client.client_id,
-        nonce=principal.nonce,
-        key=key,
-        action=act,
-    )
+    return await idempotent.run_signed(request, uow=uow, principal=principal, key=key, action=act)
 
 
 @router.post("/win", response_model=schemas.WalletResponse, responses=ERRORS)
@@ -141,14 +134,7 @@ async def win(
         outcome = await rounds.settle_bet(uow, cmd, _context(principal, body), guard=gate)
         return _answer(body.request_uuid, outcome)
 
-    return await idempotent.run(
-        request,
-        uow=uow,
-        scope=principal.client.client_id,
-        nonce=principal.nonce,
-        key=key,
-        action=act,
-    )
+    return await idempotent.run_signed(request, uow=uow, principal=principal, key=key, action=act)
 
 
 @router.post("/rollback", response_model=schemas.WalletResponse, responses=ERRORS)
@@ -177,14 +163,7 @@ async def rollback(
         outcome = await rounds.rollback_bet(uow, cmd, _context(principal, body), guard=gate)
         return _answer(body.request_uuid, outcome)
 
-    return await idempotent.run(
-        request,
-        uow=uow,
-        scope=principal.client.client_id,
-        nonce=principal.nonce,
-        key=key,
-        action=act,
-    )
+    return await idempotent.run_signed(request, uow=uow, principal=principal, key=key, action=act)
 
 
 def _context(principal: Principal, body: schemas.Telemetry) -> EventContext:

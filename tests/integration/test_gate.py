@@ -59,6 +59,23 @@ async def officer(api: Api, player: uuid.UUID, what: str, body: dict[str, Any]) 
     assert response.status_code == 200, response.text
 
 
+async def fund(api: Api, player: uuid.UUID, amount: str, currency: str = "EUR") -> None:
+    """Credit cash by an officer's adjustment, through the gate like any movement."""
+    funded = await api.operator.post(
+        "/v1/admin/adjustments",
+        {
+            "player_id": str(player),
+            "amount": amount,
+            "currency": currency,
+            "source": "cash",
+            "direction": "credit",
+            "operator": "officer-7",
+            "reason": "test funds",
+        },
+    )
+    assert funded.status_code == 200, funded.text
+
+
 def refusal(response: httpx.Response, code: str) -> dict[str, Any]:
     """The refusal's details, after checking it is the policy refusal `code`."""
     assert response.status_code == 403, response.text
@@ -208,19 +225,7 @@ async def register(api: Api, born: date, **personal: str) -> uuid.UUID:
     )
     assert response.status_code == 200, response.text
     player = uuid.UUID(response.json()["player_id"])
-    funded = await api.operator.post(
-        "/v1/admin/adjustments",
-        {
-            "player_id": str(player),
-            "amount": "100.00",
-            "currency": "EUR",
-            "source": "cash",
-            "direction": "credit",
-            "operator": "officer-7",
-            "reason": "test funds",
-        },
-    )
-    assert funded.status_code == 200, funded.text  # adjustments are not age-restricted
+    await fund(api, player, "100.00")  # adjustments are not age-restricted
     return player
 
 
@@ -327,18 +332,7 @@ async def test_only_stakes_need_an_exchange_rate_and_without_one_nothing_moves(
     )
     assert rate.status_code == 200, rate.text
     placed = factories.bet_body(player, "999.00", currency="CHF")  # 1,998.00 EUR
-    await api.operator.post(
-        "/v1/admin/adjustments",
-        {
-            "player_id": str(player),
-            "amount": "1000.00",
-            "currency": "CHF",
-            "source": "cash",
-            "direction": "credit",
-            "operator": "officer-7",
-            "reason": "test funds",
-        },
-    )
+    await fund(api, player, "1000.00", "CHF")
     assert (await api.provider.post("/v1/wallet/bet", placed)).status_code == 200
     refusal(await bet(api, player, "1.01", currency="CHF"), "due_diligence_required")
     paid = await api.provider.post("/v1/wallet/win", factories.win_body(placed, "10.00"))
@@ -354,18 +348,7 @@ async def test_linked_accounts_reach_the_threshold_together(api: Api, clock: Clo
     standing = (await api.operator.get(f"/v1/admin/players/{second}/standing")).json()
     assert standing["linked"] == [{"player_id": str(first), "basis": "email"}]
     for player in (first, second):
-        await api.operator.post(
-            "/v1/admin/adjustments",
-            {
-                "player_id": str(player),
-                "amount": "2000.00",
-                "currency": "EUR",
-                "source": "cash",
-                "direction": "credit",
-                "operator": "officer-7",
-                "reason": "test funds",
-            },
-        )
+        await fund(api, player, "2000.00")
     assert (await bet(api, first, "1500.00")).status_code == 200
     assert (await bet(api, second, "500.00")).status_code == 200
     refusal(await bet(api, second, "0.01"), "due_diligence_required")
