@@ -14,6 +14,8 @@ from typing import Annotated
 import typer
 
 from app import auditing, demo, signing
+from app.payments_cli import payments_cli
+from app.psp_sim_cli import psp_sim_cli
 from app.runtime import run_with_uow, run_with_vault, vault_keys, with_both
 from audit import asof, export, journal_check, keys, log, note, verify
 from compliance.vault import rotation
@@ -55,6 +57,8 @@ policy_cli = typer.Typer(
     help="Versioned rulesets: activate, replay a decision, what-if.", no_args_is_help=True
 )
 cli.add_typer(policy_cli, name="policy")
+cli.add_typer(payments_cli, name="payments")
+cli.add_typer(psp_sim_cli, name="psp-sim")
 
 CLI_CONTEXT = EventContext(actor="cli", trace_id="cli")
 

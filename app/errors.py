@@ -64,12 +64,20 @@ def error_body(code: str, message: str, details: dict[str, Any] | None = None) -
     return {"error": {"code": code, "message": message, "details": details or {}}}
 
 
+# A kill-switch is lifted by a person, not by a timer: 30 s is a polite polling interval.
+RETRY_AFTER_S = 30
+
+
 def domain_error_response(error: DomainError) -> JSONResponse:
-    challenge = error.challenge if isinstance(error, Unauthorized) else None
+    headers = {}
+    if isinstance(error, Unauthorized) and error.challenge:
+        headers["WWW-Authenticate"] = error.challenge
+    if error.transient:  # it may lift: the same request may be sent again
+        headers["Retry-After"] = str(RETRY_AFTER_S)
     return JSONResponse(
         error_body(error.code, error.message, error.details),
         status_code=status_of(error),
-        headers={"WWW-Authenticate": challenge} if challenge else None,
+        headers=headers or None,
     )
 
 

@@ -6,14 +6,15 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import auditing, errors
-from app.api import admin, audit, kyc, me, rg, vault, wallet
-from app.gating import build_gate
+from app.api import admin, audit, kyc, me, payments, rg, vault, wallet
+from app.gating import build_cashier, build_gate
 from app.runtime import vault_keys
 from audit import keys
 from compliance import jurisdictions
@@ -131,6 +132,7 @@ def create_app(
         yield
         for task in tasks:
             task.cancel()
+        await providers.aclose()
         for owned in (engine, vault_engine):
             if owned is not None:
                 await owned.dispose()
@@ -147,6 +149,8 @@ def create_app(
     app.state.vault_uow_factory = vault_uow_factory
     app.state.vault_keys = vault_key_provider or vault_keys(settings)
     app.state.gate = build_gate(settings, vault_uow_factory, app.state.vault_keys)
+    providers = httpx.AsyncClient(follow_redirects=False)
+    app.state.cashier = build_cashier(settings, uow_factory, app.state.gate, providers)
     errors.install(app)
     app.include_router(wallet.router)
     app.include_router(admin.router)
@@ -155,6 +159,7 @@ def create_app(
     app.include_router(rg.router)
     app.include_router(kyc.router)
     app.include_router(me.router)
+    app.include_router(payments.router)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:

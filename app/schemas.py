@@ -509,3 +509,113 @@ class Standing(BaseModel):
     linked: list[LinkedPlayer] = Field(
         description="Players whose money counts with this one's towards due diligence"
     )
+
+
+# -- payments --------------------------------------------------------------------------------
+
+PaymentMethod = Literal["card", "bank_transfer", "crypto"]
+# A crypto address or a payout account token: printable, no spaces.
+Destination = Annotated[str, StringConstraints(pattern=r"^[\x21-\x7e]{1,128}$")]
+
+
+class DepositRequest(Telemetry):
+    model_config = _example(
+        player_id=_EXAMPLE_IDS["player_id"], amount="50.00", currency="EUR", method="card"
+    )
+    player_id: uuid.UUID
+    amount: Amount
+    currency: Currency
+    method: PaymentMethod
+
+
+class WithdrawalRequest(Telemetry):
+    model_config = _example(
+        player_id=_EXAMPLE_IDS["player_id"],
+        amount="25.00",
+        currency="EUR",
+        method="crypto",
+        destination="0x52908400098527886e0f7030069857d2e4169ee7",
+    )
+    player_id: uuid.UUID
+    amount: Amount
+    currency: Currency
+    method: PaymentMethod
+    destination: Destination | None = Field(
+        None, description="Required for crypto: the address, screened against the KYT deny list"
+    )
+
+
+class ReviewRequest(Strict):
+    approve: StrictBool
+    officer: Label = Field(description="The compliance officer deciding")
+    reason: Label
+
+
+class PaymentView(BaseModel):
+    payment_id: uuid.UUID
+    kind: Literal["deposit", "withdrawal"]
+    player_id: uuid.UUID
+    amount: str
+    currency: str
+    method: str
+    destination: str | None
+    state: str
+    terminal: bool
+    needs_review: bool
+    provider: str | None
+    provider_ref: str | None
+    redirect_url: str | None
+    decision_id: uuid.UUID
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, payment: Any) -> Self:  # noqa: ANN401 - core.payments.service.Payment
+        return cls(
+            payment_id=payment.id,
+            kind=payment.kind,
+            player_id=payment.player_id,
+            amount=payment.amount.decimal_string,
+            currency=payment.amount.currency,
+            method=payment.method,
+            destination=payment.destination,
+            state=payment.state,
+            terminal=payment.terminal,
+            needs_review=payment.needs_review,
+            provider=payment.provider,
+            provider_ref=payment.provider_ref,
+            redirect_url=payment.redirect_url,
+            decision_id=payment.decision_id,
+            created_at=payment.created_at,
+            updated_at=payment.updated_at,
+        )
+
+
+class PaymentStep(BaseModel):
+    from_state: str | None
+    to_state: str
+    cause: str
+    actor: str
+    webhook_id: str | None
+    ledger_transaction_id: int | None
+    at: datetime
+
+
+class PaymentAttemptView(BaseModel):
+    provider: str
+    outcome: str
+    status: int | None
+    at: datetime
+
+
+class PaymentDetail(PaymentView):
+    transitions: list[PaymentStep]
+    attempts: list[PaymentAttemptView]
+
+
+class WebhookAnswer(BaseModel):
+    outcome: Literal["moved", "ignored", "refused", "unknown_payment"]
+    replayed: bool
+    payment_id: uuid.UUID | None
+    state: str | None
+    detail: str | None

@@ -176,7 +176,7 @@ async def measure(settings: Settings, urls: DatabaseUrls) -> list[str]:
         vault_uows = UnitOfWorkFactory(async_sessionmaker(vault_engine, expire_on_commit=False))
         await demo.activate_rules(uows)
         built = build_gate(settings, vault_uows, vault_keys(settings))
-        gate = TimedGate(ages=built.ages, jurisdictions=built.jurisdictions)
+        gate = TimedGate(ages=built.ages, jurisdictions=built.jurisdictions, kyt=built.kyt)
         gate.timings = Timings()
         ids = await funded_players(uows, gate, 5)
         rows = []

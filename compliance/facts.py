@@ -14,7 +14,7 @@ import logging
 import uuid
 from datetime import date
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 from sqlalchemy.exc import SQLAlchemyError
@@ -30,10 +30,22 @@ from core.uow import UnitOfWork
 from policies.killswitch import ZONE_OF_ACTION
 
 log = logging.getLogger(__name__)
+
+
+class Screening(Protocol):
+    """A KYT deny list (compliance.kyt.DenyList): screens a withdrawal's crypto address."""
+
+    @property
+    def content_hash(self) -> str: ...
+
+    def screen(self, address: str) -> object | None: ...
+
+
 Facts = dict[str, bool | int | str]
 NO_LIMIT = -1
 UNKNOWN_AGE = -1
 _STAKE_ACTIONS = {"bet.place"}
+_ADDS_TO_DUE_DILIGENCE = {"bet.place", "deposit"}
 _DUE_DILIGENCE = frozenset(
     {
         "due_diligence_total_eur_minor",
@@ -76,6 +88,19 @@ def _usage_columns() -> str:
     return ",\n    ".join(columns)
 
 
+# A deposit counts from the moment it is initiated until it fails or expires, so deposits in
+# flight cannot jump a limit side by side.
+_DEPOSIT_COUNTS = "'initiated', 'pending', 'confirmed'"
+
+
+def _deposit_columns() -> str:
+    return ",\n    ".join(
+        f"coalesce(sum(y.amount) FILTER (WHERE y.created_at > {_start(period)}), 0)::bigint"
+        f" AS deposit_{name}"
+        for name, period in _PERIODS.items()
+    )
+
+
 # The partial first hour of each window, one index range each (an OR of the three ranges made
 # PostgreSQL walk all of the player's bets: measured 3 ms at 3,000 bets).
 _EDGES = "\n  UNION ALL ".join(
@@ -86,8 +111,15 @@ _EDGES = "\n  UNION ALL ".join(
 )
 # Only the constants above are interpolated into the statement.
 _GATHER = f"""
-WITH edge AS (
+WITH RECURSIVE edge AS (
   {_EDGES}
+),
+linked (id, depth) AS (  -- links of links too, up to 4 steps away
+  SELECT %(player)s::uuid, 0
+  UNION
+  SELECT CASE WHEN l.player_id = k.id THEN l.linked_player_id ELSE l.player_id END, k.depth + 1
+  FROM linked k JOIN player_links l ON k.id IN (l.player_id, l.linked_player_id)
+  WHERE k.depth < 4
 )
 SELECT p.jurisdiction, p.currency, act.version, act.content_hash,
   coalesce((SELECT k.off FROM kill_switches k WHERE k.zone = %(zone)s
@@ -107,17 +139,13 @@ SELECT p.jurisdiction, p.currency, act.version, act.content_hash,
   coalesce((SELECT on_hold FROM aml_holds WHERE player_id = p.id ORDER BY id DESC LIMIT 1),
            false) AS aml_hold,
   (SELECT coalesce(json_agg(json_build_array(t.currency, t.total)), '[]') FROM (
-     WITH RECURSIVE linked (id, depth) AS (  -- links of links too, up to 4 steps away
-       SELECT %(player)s::uuid, 0
-       UNION
-       SELECT CASE WHEN l.player_id = k.id THEN l.linked_player_id ELSE l.player_id END,
-              k.depth + 1
-       FROM linked k JOIN player_links l ON k.id IN (l.player_id, l.linked_player_id)
-       WHERE k.depth < 4
-     )
      SELECT currency, sum(staked)::bigint AS total FROM player_turnover
      WHERE player_id IN (SELECT id FROM linked) GROUP BY currency) t) AS staked_by_currency,
-  u.*
+  (SELECT coalesce(json_agg(json_build_array(t.currency, t.total)), '[]') FROM (
+     SELECT currency, sum(amount)::bigint AS total FROM payments
+     WHERE player_id IN (SELECT id FROM linked) AND kind = 'deposit'
+       AND state IN ({_DEPOSIT_COUNTS}) GROUP BY currency) t) AS deposited_by_currency,
+  u.*, d.*
 FROM players p
 LEFT JOIN LATERAL (
   SELECT version, content_hash FROM policy_activations
@@ -129,6 +157,13 @@ CROSS JOIN LATERAL (
   FROM player_usage_hourly h
   WHERE h.player_id = p.id AND h.hour >= {_full_hours(_PERIODS["30d"])}
 ) u
+CROSS JOIN LATERAL (
+  SELECT
+    {_deposit_columns()}
+  FROM payments y
+  WHERE y.player_id = p.id AND y.kind = 'deposit' AND y.state IN ({_DEPOSIT_COUNTS})
+    AND y.created_at > {_start(_PERIODS["30d"])}
+) d
 WHERE p.id = %(player)s
 """  # noqa: S608
 
@@ -154,6 +189,7 @@ async def complete(
     geo: str | None,
     ages: AgeSource,
     jurisdictions: Jurisdictions,
+    kyt: Screening,
 ) -> Facts:
     """The facts from `row`; the age (a vault read) and the due-diligence amounts (FX rates)
     only when the action's rules read them, so a settle never waits on either."""
@@ -169,16 +205,20 @@ async def complete(
         "aml_hold": row["aml_hold"],
         "zone_off": row["zone_off"],
         "stake_minor": movement.amount.minor if movement.action in _STAKE_ACTIONS else 0,
-        "deposit_minor": 0,
+        "deposit_minor": movement.amount.minor if movement.action == "deposit" else 0,
     }
+    if needed & {"destination_denied", "kyt_list"}:
+        hit = kyt.screen(movement.destination) if movement.destination else None
+        facts["destination_denied"] = hit is not None
+        facts["kyt_list"] = kyt.content_hash
     if "age_years" in needed:
         facts["age_years"] = await _age(ages, movement.player_id, uow.now.date())
     if needed & _DUE_DILIGENCE:
         staked = await _in_eur(uow, row["staked_by_currency"])
-        deposited = 0  # gross deposits: none until payments exist
+        deposited = await _in_eur(uow, row["deposited_by_currency"])
         total = max(staked, deposited)
         threshold = home.due_diligence_threshold_eur_minor
-        adds = movement.action in _STAKE_ACTIONS
+        adds = movement.action in _ADDS_TO_DUE_DILIGENCE
         facts["due_diligence_total_eur_minor"] = total
         facts["due_diligence_threshold_eur_minor"] = threshold
         facts["due_diligence_amount_eur_minor"] = (
@@ -188,7 +228,7 @@ async def complete(
     limits = {(kind, period): amount for kind, period, amount in row["limits"]}
     for kind in rg.KINDS:
         for period in rg.PERIODS:
-            used = 0 if kind == "deposit" else row[f"{kind}_{period}"]
+            used = row[f"{kind}_{period}"]
             limit = limits.get((kind, period))
             facts[f"{kind}_{period}_minor"] = int(used)
             facts[f"{kind}_limit_{period}_minor"] = NO_LIMIT if limit is None else int(limit)
@@ -204,6 +244,11 @@ async def _age(ages: AgeSource, player_id: uuid.UUID, on: date) -> int:
         log.exception("the vault could not give player %s's age", player_id)
         raise Unavailable("age_unavailable", "the player's age cannot be read right now") from None
     return UNKNOWN_AGE if age is None else age
+
+
+async def in_eur(uow: UnitOfWork, amount: Money) -> int:
+    """`amount` in EUR cents at the rate in force; InvalidRequest when there is no rate."""
+    return await _in_eur(uow, [(amount.currency, amount.minor)])
 
 
 async def _in_eur(uow: UnitOfWork, totals: list[Any]) -> int:

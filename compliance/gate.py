@@ -39,10 +39,12 @@ class Gate:
         *,
         ages: AgeSource,
         jurisdictions: Jurisdictions,
+        kyt: facts.Screening,
         root: Path = ruleset.RULESETS,
     ) -> None:
         self.ages = ages
         self.jurisdictions = jurisdictions
+        self.kyt = kyt
         self.root = root
 
     async def __call__(self, uow: UnitOfWork, movement: Movement, ctx: EventContext) -> uuid.UUID:
@@ -67,6 +69,7 @@ class Gate:
                 geo=ctx.geo,
                 ages=self.ages,
                 jurisdictions=self.jurisdictions,
+                kyt=self.kyt,
             )
         except InvalidRequest as missing:  # no rate to EUR: the threshold cannot be checked
             raise Unavailable(missing.code, missing.message, **missing.details) from None

@@ -1,4 +1,5 @@
-"""Per-jurisdiction settings the gate needs: blocked or not, and the due-diligence threshold.
+"""Per-jurisdiction settings: blocked or not, the due-diligence threshold, and the amount from
+which a withdrawal waits for an officer's approval.
 
 A data file the operator maintains (`compliance/data/jurisdictions.json`, or the file named by
 PITWARDEN_JURISDICTIONS_FILE): '*' gives the defaults, and an entry per ISO 3166-1 code
@@ -21,7 +22,7 @@ from core.uow import UnitOfWork
 
 JURISDICTIONS = Path(__file__).parent / "data" / "jurisdictions.json"
 _CODE = re.compile(r"[A-Z]{2}\Z")
-_KEYS = {"blocked", "due_diligence_threshold_eur"}
+_KEYS = {"blocked", "due_diligence_threshold_eur", "withdrawal_review_threshold_eur"}
 
 
 class JurisdictionsError(ValueError):
@@ -32,6 +33,8 @@ class JurisdictionsError(ValueError):
 class Jurisdiction:
     blocked: bool
     due_diligence_threshold_eur_minor: int
+    # A withdrawal of at least this much (in EUR at the rate in force) needs an officer.
+    withdrawal_review_threshold_eur_minor: int
 
 
 @dataclass(frozen=True)
@@ -50,17 +53,31 @@ def _entry(code: str, raw: object, base: Jurisdiction | None) -> Jurisdiction:
     blocked = raw.get("blocked", base.blocked if base else None)
     if not isinstance(blocked, bool):
         raise JurisdictionsError(f"{code}: blocked must be true or false")
-    threshold = raw.get("due_diligence_threshold_eur")
-    if threshold is None:
-        if base is None:
-            raise JurisdictionsError(f"{code}: due_diligence_threshold_eur is required")
-        minor = base.due_diligence_threshold_eur_minor
-    else:
-        try:
-            minor = parse_amount(str(threshold), "EUR").minor
-        except InvalidRequest as error:
-            raise JurisdictionsError(f"{code}: due_diligence_threshold_eur: {error}") from None
-    return Jurisdiction(blocked, minor)
+    due_diligence = _eur(
+        code,
+        raw,
+        "due_diligence_threshold_eur",
+        base.due_diligence_threshold_eur_minor if base else None,
+    )
+    review = _eur(
+        code,
+        raw,
+        "withdrawal_review_threshold_eur",
+        base.withdrawal_review_threshold_eur_minor if base else None,
+    )
+    return Jurisdiction(blocked, due_diligence, review)
+
+
+def _eur(code: str, raw: dict[str, object], key: str, inherited: int | None) -> int:
+    value = raw.get(key)
+    if value is None:
+        if inherited is None:
+            raise JurisdictionsError(f"{code}: {key} is required")
+        return inherited
+    try:
+        return parse_amount(str(value), "EUR").minor
+    except InvalidRequest as error:
+        raise JurisdictionsError(f"{code}: {key}: {error}") from None
 
 
 @cache

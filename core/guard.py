@@ -17,7 +17,17 @@ from core.journal import EventContext
 from core.money import Money
 from core.uow import UnitOfWork
 
-Action = Literal["bet.place", "bet.settle", "bet.rollback", "adjustment.credit", "adjustment.debit"]
+Action = Literal[
+    "bet.place",
+    "bet.settle",
+    "bet.rollback",
+    "adjustment.credit",
+    "adjustment.debit",
+    "deposit",
+    "withdrawal",
+    "withdrawal.release",
+    "withdrawal.pay_out",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +35,7 @@ class Movement:
     action: Action
     player_id: uuid.UUID
     amount: Money  # in the wallet's currency
+    destination: str | None = None  # a withdrawal's crypto address, screened against KYT
 
 
 class Guard(Protocol):

@@ -81,7 +81,7 @@ async def open_player_accounts(uow: UnitOfWork, *, player_id: uuid.UUID, currenc
                 "balance_shards": 1,
                 "created_at": uow.now,
             }
-            for source in ("cash", "bonus")
+            for source in ("cash", "bonus", "held")
         ],
     )
 

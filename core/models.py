@@ -59,8 +59,8 @@ class Account(Base):
     __table_args__ = (
         sa.UniqueConstraint("id", "currency", name="uq_accounts_id_currency"),
         sa.CheckConstraint(
-            "kind IN ('player_cash', 'player_bonus', 'game_revenue', 'psp_clearing',"
-            " 'bonus_liability', 'manual_adjustment')",
+            "kind IN ('player_cash', 'player_bonus', 'player_held', 'game_revenue',"
+            " 'psp_clearing', 'bonus_liability', 'manual_adjustment')",
             name="kind",
         ),
         sa.CheckConstraint(
@@ -319,3 +319,136 @@ class WalletTransaction(Base):
         sa.ForeignKey("ledger_transactions.id")
     )
     created_at: Mapped[datetime] = mapped_column(TS)
+
+
+DEPOSIT_STATES = ("initiated", "pending", "confirmed", "failed", "expired")
+WITHDRAWAL_STATES = ("requested", "approved", "rejected", "sent", "confirmed", "failed")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Payment(Base):
+    """A deposit or a withdrawal; its state moves only along core.payments.lifecycle's edges.
+
+    The migration (0009) refuses, as a trigger, a state change that is not an edge or has no
+    transition row, and any change to what the payment is (player, kind, amount, destination...).
+    """
+
+    __tablename__ = "payments"
+    __table_args__ = (
+        sa.UniqueConstraint("id", "kind", name="uq_payments_id_kind"),
+        sa.UniqueConstraint("provider", "provider_ref", name="uq_payments_provider_provider_ref"),
+        sa.CheckConstraint("kind IN ('deposit', 'withdrawal')", name="kind"),
+        sa.CheckConstraint("amount > 0", name="amount_positive"),
+        sa.CheckConstraint("method IN ('card', 'bank_transfer', 'crypto')", name="method"),
+        sa.CheckConstraint(
+            f"(kind = 'deposit' AND {_in('state', DEPOSIT_STATES)})"
+            f" OR (kind = 'withdrawal' AND {_in('state', WITHDRAWAL_STATES)})",
+            name="state",
+        ),
+        sa.CheckConstraint("(provider IS NULL) = (provider_ref IS NULL)", name="provider_ref"),
+        sa.Index(
+            "ix_payments_player_id_created_at",
+            "player_id",
+            "created_at",
+            postgresql_include=["kind", "state", "amount"],
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.Text)
+    player_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("players.id"))
+    amount: Mapped[int] = mapped_column(sa.BigInteger)
+    currency: Mapped[str] = mapped_column(CURRENCY)
+    method: Mapped[str] = mapped_column(sa.Text)
+    country: Mapped[str] = mapped_column(sa.String(2))
+    destination: Mapped[str | None] = mapped_column(sa.Text)
+    state: Mapped[str] = mapped_column(sa.Text)
+    # The providers in the order the route gave at creation; `provider` is the one that took it.
+    routes: Mapped[list[str]] = mapped_column(sa.ARRAY(sa.Text))
+    provider: Mapped[str | None] = mapped_column(sa.Text)
+    provider_ref: Mapped[str | None] = mapped_column(sa.Text)
+    redirect_url: Mapped[str | None] = mapped_column(sa.Text)  # a deposit's hosted page
+    # The decision that allowed the request; the deposit's credit or the withdrawal's hold
+    # posts under it.
+    decision_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("policy_decisions.id"), unique=True
+    )
+    needs_review: Mapped[bool] = mapped_column(sa.Boolean)
+    created_at: Mapped[datetime] = mapped_column(TS)
+    updated_at: Mapped[datetime] = mapped_column(TS)
+
+
+class PaymentTransition(Base):
+    """Every step of every payment, with the ledger transaction when money moved (append-only).
+
+    A payment reaches each state at most once (the lifecycles have no cycles), so the unique
+    (payment, state) pair is what makes a redelivered "confirmed" unable to credit twice.
+    """
+
+    __tablename__ = "payment_transitions"
+    __table_args__ = (
+        sa.ForeignKeyConstraint(
+            ["payment_id", "kind"],
+            ["payments.id", "payments.kind"],
+            name="fk_payment_transitions_payment_kind",
+        ),
+        sa.UniqueConstraint("payment_id", "to_state", name="uq_payment_transitions_payment_state"),
+        sa.CheckConstraint(
+            "(ledger_transaction_id IS NOT NULL) = ("
+            "(kind = 'deposit' AND to_state = 'confirmed') OR (kind = 'withdrawal'"
+            " AND to_state IN ('requested', 'rejected', 'failed', 'confirmed')))",
+            name="money_moves_where_the_lifecycle_says",
+        ),
+        sa.CheckConstraint(
+            "cause IN ('request', 'provider', 'webhook', 'officer', 'timer', 'kyt')", name="cause"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(always=True), primary_key=True)
+    payment_id: Mapped[uuid.UUID] = mapped_column(UUID)
+    kind: Mapped[str] = mapped_column(sa.Text)
+    from_state: Mapped[str | None] = mapped_column(sa.Text)
+    to_state: Mapped[str] = mapped_column(sa.Text)
+    cause: Mapped[str] = mapped_column(sa.Text)
+    actor: Mapped[str] = mapped_column(sa.Text)
+    webhook_id: Mapped[str | None] = mapped_column(sa.Text)
+    ledger_transaction_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("ledger_transactions.id"), unique=True
+    )
+    at: Mapped[datetime] = mapped_column(TS)
+
+
+class PaymentAttempt(Base):
+    """What came of each call to a provider for a payment: the failover's trail."""
+
+    __tablename__ = "payment_attempts"
+    __table_args__ = (sa.Index("ix_payment_attempts_payment_id_id", "payment_id", "id"),)
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(always=True), primary_key=True)
+    payment_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("payments.id"))
+    provider: Mapped[str] = mapped_column(sa.Text)
+    outcome: Mapped[str] = mapped_column(sa.Text)
+    status: Mapped[int | None] = mapped_column(sa.SmallInteger)
+    at: Mapped[datetime] = mapped_column(TS)
+
+
+class WebhookReceipt(Base):
+    """The replay store: each provider message id is acted on once, across restarts."""
+
+    __tablename__ = "webhook_receipts"
+    __table_args__ = (
+        sa.CheckConstraint(
+            "outcome IN ('moved', 'ignored', 'refused', 'unknown_payment')", name="outcome"
+        ),
+    )
+
+    provider: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    message_id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    payment_id: Mapped[uuid.UUID | None] = mapped_column(UUID)
+    event: Mapped[str] = mapped_column(sa.Text)
+    outcome: Mapped[str] = mapped_column(sa.Text)
+    body_sha256: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    received_at: Mapped[datetime] = mapped_column(TS)

@@ -19,6 +19,9 @@ class Wallet:
     bonus: ledger.AccountRef
     cash_balance: int
     bonus_balance: int
+    # What withdrawals in progress hold: still the player's, no longer playable or withdrawable.
+    held: ledger.AccountRef | None = None
+    held_balance: int = 0
 
     @property
     def total(self) -> Money:
@@ -84,6 +87,7 @@ async def wallet(uow: UnitOfWork, player_id: uuid.UUID, *, lock: bool = False) -
     by_kind = {row["kind"]: row for row in rows}
     cash, bonus = by_kind["player_cash"], by_kind["player_bonus"]
     currency = cash["currency"]
+    held = by_kind.get("player_held")
     return Wallet(
         player_id=player_id,
         currency=currency,
@@ -91,4 +95,6 @@ async def wallet(uow: UnitOfWork, player_id: uuid.UUID, *, lock: bool = False) -
         bonus=ledger.AccountRef(bonus["id"], bonus["code"], currency, 1),
         cash_balance=cash["balance"],
         bonus_balance=bonus["balance"],
+        held=ledger.AccountRef(held["id"], held["code"], currency, 1) if held else None,
+        held_balance=held["balance"] if held else 0,
     )

@@ -44,6 +44,11 @@ class Settings:
     # The gate's per-jurisdiction settings (blocked, due-diligence threshold); None: the file
     # shipped in compliance/data/jurisdictions.json.
     jurisdictions_file: Path | None = None
+    # Payment providers and routes (core/payments/routing.py); None: the example file, which
+    # points at the local simulator (`pitwarden psp-sim`).
+    payments_config: Path | None = None
+    # The KYT deny list of crypto addresses; None: compliance/data/kyt_deny_list.csv.
+    kyt_deny_list: Path | None = None
     # Player tokens: the Ed25519 signing key (default <data_dir>/secrets/player-token-key).
     player_token_key_file: Path | None = None
 
@@ -93,6 +98,16 @@ class Settings:
             jurisdictions_file=(
                 Path(env["PITWARDEN_JURISDICTIONS_FILE"]).resolve()
                 if env.get("PITWARDEN_JURISDICTIONS_FILE")
+                else None
+            ),
+            payments_config=(
+                Path(env["PITWARDEN_PAYMENTS_CONFIG"]).resolve()
+                if env.get("PITWARDEN_PAYMENTS_CONFIG")
+                else None
+            ),
+            kyt_deny_list=(
+                Path(env["PITWARDEN_KYT_DENY_LIST"]).resolve()
+                if env.get("PITWARDEN_KYT_DENY_LIST")
                 else None
             ),
             player_token_key_file=(

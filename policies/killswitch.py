@@ -14,13 +14,16 @@ from core.errors import InvalidRequest
 from core.journal import EventContext
 from core.uow import UnitOfWork
 
-# Stakes can stop without stopping what is owed to players (settlements, rollbacks).
+# Stakes can stop without stopping what is owed to players (settlements, rollbacks) or money
+# already gone (a payout the provider confirms); new deposits and withdrawals stop on their own.
 ZONE_OF_ACTION = {
     "bet.place": "bet",
     "bet.settle": "settlement",
     "bet.rollback": "settlement",
     "deposit": "deposit",
     "withdrawal": "withdrawal",
+    "withdrawal.release": "settlement",
+    "withdrawal.pay_out": "settlement",
     "adjustment.credit": "adjustment",
     "adjustment.debit": "adjustment",
 }

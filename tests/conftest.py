@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from app.client import PitwardenClient
 from app.main import create_app
 from app.runtime import with_uow_factory
-from compliance import jurisdictions
+from compliance import jurisdictions, kyt
 from compliance.gate import Gate
 from compliance.vault.keys import LocalKeyFile
 from core import clients
@@ -41,7 +41,7 @@ from policies import registry
 
 ROOT = Path(__file__).resolve().parent.parent
 CTX = EventContext(actor="test", trace_id="test")
-RULESET = "2026-11-v2"
+RULESET = "2026-11-v3"
 
 
 class Clock:
@@ -87,7 +87,7 @@ class NoAgesOnFile:
 
 
 # The real gate, for tests that move money through the core directly (the API builds its own).
-GATE = Gate(ages=NoAgesOnFile(), jurisdictions=jurisdictions.load())
+GATE = Gate(ages=NoAgesOnFile(), jurisdictions=jurisdictions.load(), kyt=kyt.load())
 
 
 @pytest.fixture(scope="session")

@@ -22,13 +22,10 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from app.auth import Principal
-from app.errors import error_body, status_of
+from app.errors import RETRY_AFTER_S, error_body, status_of
 from core import clients
 from core.errors import DomainError
 from core.uow import UnitOfWork
-
-# A kill-switch is lifted by a person, not by a timer: 30 s is a polite polling interval.
-RETRY_AFTER_S = 30
 
 
 def _response(

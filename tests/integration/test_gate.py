@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from compliance import jurisdictions
+from compliance import jurisdictions, kyt
 from compliance.ages import whole_years
 from compliance.gate import Gate
 from core.uow import UnitOfWorkFactory
@@ -435,7 +435,7 @@ async def test_a_ruleset_whose_files_changed_moves_nothing(
         )
         await uow.commit()
     api.app.state.gate = Gate(
-        ages=NoAgesOnFile(), jurisdictions=jurisdictions.load(), root=tmp_path
+        ages=NoAgesOnFile(), jurisdictions=jurisdictions.load(), kyt=kyt.load(), root=tmp_path
     )
     policy = tmp_path / version / "policy.csv"
     policy.write_text(policy.read_text().replace("deny-bet-place-self-excluded", "renamed"))

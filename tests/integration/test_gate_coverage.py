@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from fastapi.routing import iter_route_contexts
 
 from app.client import PitwardenClient
-from app.gating import Gated
+from app.gating import Cashiered, Gated
 from core.models import JournalEvent, LedgerTransaction
 from core.uow import UnitOfWorkFactory
 from policies.models import PolicyDecision
@@ -39,7 +39,13 @@ GUARDED_CALLERS = {
     "core.rounds.rollback_bet",
     "core.wallets.adjust",
     "core.wallets.reverse_adjustment",
+    "core.payments.service.open_withdrawal",
+    "core.payments.service._move_held",
 }
+# Functions that post under a decision taken earlier and stored with what it allowed: a
+# deposit is decided when it is initiated (payments.decision_id, unique) and credited when the
+# provider confirms it. Each is listed with the attribute its decision id must come from.
+PRE_DECIDED_CALLERS = {"core.payments.service._credit_deposit": "payment.decision_id"}
 # Functions that post house-only transactions (no player_id): none exist yet. PostgreSQL lets
 # such a transaction through without a decision, so each one must be listed here and reviewed.
 HOUSE_ONLY_CALLERS: set[str] = set()
@@ -172,11 +178,15 @@ def test_every_ledger_post_for_a_player_is_asked_of_the_guard_first() -> None:
         assert all(k.arg is not None for k in site.call.keywords), site.caller
     for_players = [s for s in sites if names_a_player(s.call)]
     house_only = {s.caller for s in sites if not names_a_player(s.call)}
-    assert {s.caller for s in for_players} == GUARDED_CALLERS
-    assert len(for_players) == len(GUARDED_CALLERS)  # one posting each
+    assert {s.caller for s in for_players} == GUARDED_CALLERS | set(PRE_DECIDED_CALLERS)
+    assert len(for_players) == len(GUARDED_CALLERS) + len(PRE_DECIDED_CALLERS)  # one each
     assert house_only == HOUSE_ONLY_CALLERS
 
     for site in for_players:
+        if site.caller in PRE_DECIDED_CALLERS:
+            decision = next(k.value for k in site.call.keywords if k.arg == "decision_id")
+            assert ast.unparse(decision) == PRE_DECIDED_CALLERS[site.caller], site.caller
+            continue
         arguments = site.function.args
         parameters = arguments.posonlyargs + arguments.args + arguments.kwonlyargs
         guard = next((p for p in parameters if p.arg == "guard"), None)
@@ -251,6 +261,15 @@ MONEY = {
     ("POST", "/v1/admin/adjustments"),
     ("POST", "/v1/admin/adjustments/{ledger_transaction_id}/reversal"),
 }
+# Payments move money through the cashier, which holds the application's gate (and moves it
+# later too, on a webhook): tests/integration/test_payments.py follows their decisions.
+PAYMENTS = {
+    ("POST", "/v1/payments/deposits"),
+    ("POST", "/v1/payments/withdrawals"),
+    ("POST", "/v1/admin/payments/{payment_id}/review"),
+    ("POST", "/v1/admin/payments/{payment_id}/submit"),
+    ("POST", "/v1/webhooks/{provider}"),
+}
 NO_MONEY = {
     ("POST", "/v1/wallet/balance"),
     ("POST", "/v1/admin/players"),
@@ -282,19 +301,25 @@ def mutating_routes(api: Api) -> dict[tuple[str, str], Callable[..., Any]]:
     return found
 
 
+def takes(endpoint: Callable[..., Any], dependency: object) -> bool:
+    return dependency in typing.get_type_hints(endpoint, include_extras=True).values()
+
+
 def takes_the_gate(endpoint: Callable[..., Any]) -> bool:
-    hints = typing.get_type_hints(endpoint, include_extras=True)
-    return Gated in hints.values()
+    return takes(endpoint, Gated)
 
 
 def test_every_mutating_route_is_classified(api: Api) -> None:
     routes = mutating_routes(api)
     assert not MONEY & NO_MONEY
-    unclassified = routes.keys() - MONEY - NO_MONEY
-    assert unclassified == set(), "classify these routes as MONEY or NO_MONEY"
-    assert routes.keys() == MONEY | NO_MONEY, "routes listed here no longer exist"
-    # A money route gets the application's gate handed in; no other route asks for it.
+    assert not PAYMENTS & (MONEY | NO_MONEY)
+    unclassified = routes.keys() - MONEY - NO_MONEY - PAYMENTS
+    assert unclassified == set(), "classify these routes as MONEY, PAYMENTS or NO_MONEY"
+    assert routes.keys() == MONEY | NO_MONEY | PAYMENTS, "routes listed here no longer exist"
+    # A money route gets the application's gate handed in, a payment route the cashier (who
+    # holds that gate); no other route asks for either.
     assert {r for r, endpoint in routes.items() if takes_the_gate(endpoint)} == MONEY
+    assert {r for r, endpoint in routes.items() if takes(endpoint, Cashiered)} == PAYMENTS
 
 
 # -- (c) and (d) through the API: one decision per money request ------------------------------

@@ -205,7 +205,10 @@ async def test_another_players_decision_allows_nothing(
         ("rollback", "bet.settle"),
         ("adjustment", "bet.place"),
         ("adjustment", "bet.rollback"),
-        ("deposit", "deposit"),  # a kind of movement the gate does not map yet: refused
+        ("deposit", "withdrawal"),
+        ("withdrawal_hold", "deposit"),
+        ("withdrawal_release", "withdrawal"),
+        ("withdrawal_payout", "withdrawal.release"),
         ("test", "bet.place"),
     ],
 )

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from compliance import facts, jurisdictions, rg
+from compliance import facts, jurisdictions, kyt, rg
 from core.guard import Movement
 from core.money import Money
 from core.uow import UnitOfWorkFactory
@@ -30,6 +30,7 @@ async def usage_by_gate(uows: UnitOfWorkFactory, player: uuid.UUID) -> dict[str,
             geo=None,
             ages=NoAgesOnFile(),
             jurisdictions=jurisdictions.load(),
+            kyt=kyt.load(),
         )
     return {
         f"{kind}_{period}": int(sheet[f"{kind}_{period}_minor"])

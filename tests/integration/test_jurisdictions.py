@@ -28,7 +28,11 @@ async def test_a_changed_file_is_journaled_once_with_its_predecessor(
             tmp_path,
             "a.json",
             {
-                "*": {"blocked": False, "due_diligence_threshold_eur": threshold},
+                "*": {
+                    "blocked": False,
+                    "due_diligence_threshold_eur": threshold,
+                    "withdrawal_review_threshold_eur": "500.00",
+                },
                 "US": {"blocked": True},
             },
         )
@@ -38,7 +42,11 @@ async def test_a_changed_file_is_journaled_once_with_its_predecessor(
             tmp_path,
             "b.json",
             {
-                "*": {"blocked": False, "due_diligence_threshold_eur": threshold},
+                "*": {
+                    "blocked": False,
+                    "due_diligence_threshold_eur": threshold,
+                    "withdrawal_review_threshold_eur": "500.00",
+                },
                 "FR": {"blocked": True},
             },
         )
@@ -64,6 +72,7 @@ async def test_a_changed_file_is_journaled_once_with_its_predecessor(
     assert events[0]["blocked"] == ["FR"]
     assert events[1]["content_hash"] == first.content_hash
     assert first.of("ZZ").due_diligence_threshold_eur_minor == int(threshold[:-3]) * 100
+    assert first.of("US").withdrawal_review_threshold_eur_minor == 50000  # inherited
 
 
 @pytest.mark.parametrize(
@@ -71,18 +80,62 @@ async def test_a_changed_file_is_journaled_once_with_its_predecessor(
     [
         ({"US": {"blocked": True}}, "defaults are missing"),
         ({"*": {"blocked": False}}, "due_diligence_threshold_eur is required"),
-        ({"*": {"blocked": "no", "due_diligence_threshold_eur": "1.00"}}, "true or false"),
         (
-            {"*": {"blocked": False, "due_diligence_threshold_eur": "1.001"}},
+            {"*": {"blocked": False, "due_diligence_threshold_eur": "1.00"}},
+            "withdrawal_review_threshold_eur is required",
+        ),
+        (
+            {
+                "*": {
+                    "blocked": "no",
+                    "due_diligence_threshold_eur": "1.00",
+                    "withdrawal_review_threshold_eur": "9.00",
+                }
+            },
+            "true or false",
+        ),
+        (
+            {
+                "*": {
+                    "blocked": False,
+                    "due_diligence_threshold_eur": "1.001",
+                    "withdrawal_review_threshold_eur": "9.00",
+                }
+            },
             "due_diligence_threshold_eur",
         ),
         (
-            {"*": {"blocked": False, "due_diligence_threshold_eur": "1.00"}, "usa": {}},
+            {
+                "*": {
+                    "blocked": False,
+                    "due_diligence_threshold_eur": "1.00",
+                    "withdrawal_review_threshold_eur": "9.00",
+                },
+                "usa": {},
+            },
             "not an ISO 3166-1",
         ),
         (
-            {"*": {"blocked": False, "due_diligence_threshold_eur": "1.00", "limit": 5}},
+            {
+                "*": {
+                    "blocked": False,
+                    "due_diligence_threshold_eur": "1.00",
+                    "withdrawal_review_threshold_eur": "9.00",
+                    "limit": 5,
+                }
+            },
             "keys among",
+        ),
+        (
+            {
+                "*": {
+                    "blocked": False,
+                    "due_diligence_threshold_eur": "1.00",
+                    "withdrawal_review_threshold_eur": "9.00",
+                },
+                "MT": {"withdrawal_review_threshold_eur": -1},
+            },
+            "withdrawal_review_threshold_eur",
         ),
     ],
 )

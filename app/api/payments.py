@@ -1,0 +1,196 @@
+"""Payments: the operator's cashier opens deposits and withdrawals; officers review large
+withdrawals; providers send webhooks.
+
+Opening runs under the Idempotency-Key like every mutating call (a denial replays as the same
+403). Sending to a provider happens after that commit, so a retry under the same key sends a
+payment that no provider has yet (same payment id, the providers' idempotency key) and answers
+with the payment as it is now.
+"""
+
+import uuid
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import JSONResponse, Response
+
+from app import schemas
+from app.api import idempotent
+from app.api.wallet import ERRORS
+from app.auth import IdempotencyKey, Operator, Uow, trace_id
+from app.errors import Unauthorized
+from app.gating import Cashiered
+from compliance.cashier import Cashier
+from core.journal import EventContext
+from core.money import parse_amount
+from core.payments import service
+from core.payments.signatures import SignatureRefused
+
+router = APIRouter(tags=["payments"], responses=ERRORS)
+PaymentId = Annotated[uuid.UUID, Path(description="The payment's id")]
+
+
+async def _sent(cashier: Cashier, opened: Response, ctx: EventContext) -> Response:
+    """After the opening committed: send the payment if no provider has it, answer it as is."""
+    if opened.status_code != 200:  # noqa: PLR2004 - a refusal stands as it was stored
+        return opened
+    payment_id = uuid.UUID(orjson.loads(bytes(opened.body))["payment_id"])
+    payment = await cashier.submit(payment_id, ctx)
+    headers = {k: v for k, v in opened.headers.items() if k.lower() == "idempotent-replayed"}
+    return JSONResponse(schemas.PaymentView.of(payment).model_dump(mode="json"), headers=headers)
+
+
+@router.post("/v1/payments/deposits", response_model=schemas.PaymentView)
+async def deposit(
+    *,
+    request: Request,
+    body: schemas.DepositRequest,
+    uow: Uow,
+    principal: Operator,
+    key: IdempotencyKey,
+    cashier: Cashiered,
+) -> Response:
+    """Open a deposit (decided now: limits, exclusions, due diligence) and send it to the first
+    provider of its route that takes it; `redirect_url` is the provider's payment page. The
+    player's balance is credited when the provider confirms it (webhook)."""
+    ctx = principal.context(session_id=body.session_id, geo=body.geo, device=body.device)
+
+    async def act() -> schemas.PaymentView:
+        payment = await cashier.open_deposit(
+            uow,
+            player_id=body.player_id,
+            amount=parse_amount(body.amount, body.currency),
+            method=body.method,
+            ctx=ctx,
+        )
+        return schemas.PaymentView.of(payment)
+
+    opened = await idempotent.run_signed(request, uow=uow, principal=principal, key=key, action=act)
+    return await _sent(cashier, opened, ctx)
+
+
+@router.post("/v1/payments/withdrawals", response_model=schemas.PaymentView)
+async def withdrawal(
+    *,
+    request: Request,
+    body: schemas.WithdrawalRequest,
+    uow: Uow,
+    principal: Operator,
+    key: IdempotencyKey,
+    cashier: Cashiered,
+) -> Response:
+    """Request a withdrawal from the player's cash: decided now (verified KYC, no AML hold,
+    the destination screened against the KYT deny list), its amount held at once. Below the
+    jurisdiction's review threshold it is sent right away; at or above it waits for an
+    officer (`needs_review`, state `requested`)."""
+    ctx = principal.context(session_id=body.session_id, geo=body.geo, device=body.device)
+
+    async def act() -> schemas.PaymentView:
+        payment = await cashier.open_withdrawal(
+            uow,
+            player_id=body.player_id,
+            amount=parse_amount(body.amount, body.currency),
+            method=body.method,
+            destination=body.destination,
+            ctx=ctx,
+        )
+        return schemas.PaymentView.of(payment)
+
+    opened = await idempotent.run_signed(request, uow=uow, principal=principal, key=key, action=act)
+    return await _sent(cashier, opened, ctx)
+
+
+@router.get("/v1/payments/{payment_id}", response_model=schemas.PaymentDetail)
+async def payment(payment_id: PaymentId, uow: Uow, _: Operator) -> schemas.PaymentDetail:
+    """The payment with every step it took and every call to a provider."""
+    found = await service.get(uow, payment_id)
+    steps = await service.transitions(uow, payment_id)
+    tries = await service.attempts(uow, payment_id)
+    await uow.commit()  # keeps the nonce
+    return schemas.PaymentDetail(
+        **schemas.PaymentView.of(found).model_dump(),
+        transitions=[schemas.PaymentStep(**step) for step in steps],
+        attempts=[schemas.PaymentAttemptView(**attempt) for attempt in tries],
+    )
+
+
+@router.post("/v1/admin/payments/{payment_id}/review", response_model=schemas.PaymentView)
+async def review(
+    *,
+    request: Request,
+    payment_id: PaymentId,
+    body: schemas.ReviewRequest,
+    uow: Uow,
+    principal: Operator,
+    key: IdempotencyKey,
+    cashier: Cashiered,
+) -> Response:
+    """An officer approves a withdrawal waiting for review (it is sent) or rejects it (the
+    held amount returns to the player's cash)."""
+    ctx = principal.context()
+
+    async def act() -> schemas.PaymentView:
+        payment = await cashier.review(
+            uow,
+            payment_id,
+            approve=body.approve,
+            officer=body.officer,
+            reason=body.reason,
+            ctx=ctx,
+        )
+        return schemas.PaymentView.of(payment)
+
+    reviewed = await idempotent.run_signed(
+        request, uow=uow, principal=principal, key=key, action=act
+    )
+    return await _sent(cashier, reviewed, ctx)
+
+
+@router.post("/v1/admin/payments/{payment_id}/submit", response_model=schemas.PaymentView)
+async def submit(
+    payment_id: PaymentId, uow: Uow, principal: Operator, cashier: Cashiered
+) -> schemas.PaymentView:
+    """Send a payment that no provider has yet (after every provider was unavailable, or a
+    payout in doubt): the same payment id goes to the route's providers again, in order."""
+    await service.get(uow, payment_id)
+    await uow.commit()  # keeps the nonce
+    payment = await cashier.submit(payment_id, principal.context())
+    return schemas.PaymentView.of(payment)
+
+
+@router.post(
+    "/v1/webhooks/{provider}",
+    response_model=schemas.WebhookAnswer,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"type": "object"}}},
+            "description": "The provider's event, exactly as signed",
+        }
+    },
+)
+async def webhook(
+    provider: Annotated[str, Path(pattern=r"^[a-z0-9_-]{1,40}$")],
+    request: Request,
+    cashier: Cashiered,
+) -> schemas.WebhookAnswer:
+    """A payment provider's event, authenticated by its signature (Standard Webhooks headers, or
+    the provider's own), acted on once per message id. 200 for every message we will not need
+    again, including duplicates, stale events and events we refuse (journaled for officers);
+    401 for a bad signature (journaled as a security event); 409 with Retry-After for an event
+    ahead of what we know (its predecessor has not arrived yet)."""
+    body = await request.body()
+    ctx = EventContext(actor=f"psp:{provider}", trace_id=trace_id(request))
+    try:
+        receipt = await cashier.webhook(provider, request.headers, body, ctx)
+    except SignatureRefused as refused:
+        raise Unauthorized(
+            "webhook_signature_refused", str(refused), reason=refused.reason
+        ) from None
+    return schemas.WebhookAnswer(
+        outcome=receipt.outcome,
+        replayed=receipt.replayed,
+        payment_id=receipt.payment_id,
+        state=receipt.state,
+        detail=receipt.detail,
+    )
