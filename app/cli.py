@@ -6,6 +6,7 @@ import json
 import shlex
 import signal
 import sys
+import threading
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +26,7 @@ from core.database import create_app_engine, prepare
 from core.errors import DomainError
 from core.journal import EventContext, rfc3339
 from core.money import format_minor
+from core.payments import routing
 from core.settings import Settings
 from core.uow import UnitOfWorkFactory
 from policies import decisions, registry, ruleset
@@ -61,6 +63,7 @@ cli.add_typer(payments_cli, name="payments")
 cli.add_typer(psp_sim_cli, name="psp-sim")
 
 CLI_CONTEXT = EventContext(actor="cli", trace_id="cli")
+SIMULATOR_PORT = 8100  # where the example payments config expects its providers
 
 
 def _settings() -> Settings:
@@ -82,6 +85,14 @@ def serve(
     demo_data: Annotated[
         bool, typer.Option("--demo/--no-demo", help="Seed the demo first")
     ] = False,
+    psp_sim: Annotated[
+        bool,
+        typer.Option(
+            "--psp-sim/--no-psp-sim",
+            help="Also serve the PSP simulator the example payments config points at"
+            " (127.0.0.1:8100); on by default with --demo and no PITWARDEN_PAYMENTS_CONFIG",
+        ),
+    ] = False,
 ) -> None:
     """Start the database if needed, migrate, and serve the API (Ctrl-C stops both)."""
     import uvicorn  # noqa: PLC0415 - only the server needs it
@@ -100,6 +111,8 @@ def serve(
         engine=create_app_engine(urls.app, pool_size=settings.db_pool_size),
         vault_engine=create_app_engine(urls.vault, pool_size=4),
     )
+    if psp_sim or (demo_data and settings.payments_config is None):
+        _simulate_providers(settings)
     typer.echo(f"Pitwarden on http://{settings.host}:{settings.port} (OpenAPI UI at /docs)")
     # uvloop and httptools (both dependencies) cut the server's CPU per request by about a
     # quarter on this machine (docs/benchmarks.md).
@@ -110,6 +123,27 @@ def serve(
         log_level="warning",
         loop="uvloop",
         http="httptools",
+    )
+
+
+def _simulate_providers(settings: Settings) -> None:
+    """The PSP simulator beside the server, in a thread of its own (it ends with the process):
+    the demo's deposits and withdrawals then get their webhooks like with real providers."""
+    import uvicorn  # noqa: PLC0415 - only the server needs it
+
+    from app.psp_sim import create_app as create_simulator  # noqa: PLC0415
+
+    config = routing.load_config(settings.payments_config or routing.EXAMPLE_CONFIG)
+    simulator = create_simulator(
+        config, callback_base=f"http://{settings.host}:{settings.port}", log=typer.echo
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(simulator, host="127.0.0.1", port=SIMULATOR_PORT, log_level="warning")
+    )
+    threading.Thread(target=server.run, name="psp-sim", daemon=True).start()
+    typer.echo(
+        f"PSP simulator ({', '.join(config.providers)}) on http://127.0.0.1:{SIMULATOR_PORT}"
+        " (control API at /_control)"
     )
 
 

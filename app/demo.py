@@ -92,9 +92,18 @@ def seeder(
 
 async def activate_rules(uows: UnitOfWorkFactory) -> None:
     """Money does not move without an active ruleset: the demo activates the newest one for
-    every jurisdiction, once (an operator does this with `pitwarden policy activate`)."""
+    every jurisdiction (an operator does this with `pitwarden policy activate`), and moves a
+    demo database of an older version on to it; an operator's own activation stays."""
     async with uows() as uow:
-        if await sql.scalar(uow, "SELECT 1 FROM policy_activations LIMIT 1", {}):
+        current = await sql.one(
+            uow,
+            "SELECT version, activated_by AS actor FROM policy_activations WHERE jurisdiction = '*'"
+            " ORDER BY id DESC LIMIT 1",
+            {},
+        )
+        if current is not None and (
+            current["actor"] != CTX.actor or current["version"] == ruleset.available()[-1]
+        ):
             return
         await registry.activate(
             uow,
@@ -194,4 +203,10 @@ async def seed(uows: UnitOfWorkFactory, gate: Guard) -> None:
     print(
         "Audit log: GET /v1/audit/checkpoint as mga-regulator; public key:"
         " .venv/bin/pitwarden audit public-keys"
+    )
+    print(
+        f"Payments: POST /v1/payments/deposits as {OPERATOR}, e.g. "
+        f'{{"player_id": "{PLAYERS[0][0]}", "amount": "25.00", "currency": "EUR",'
+        ' "method": "card"}: the PSP simulator confirms it by webhook a moment later'
+        " (GET /v1/payments/{id})"
     )

@@ -541,7 +541,9 @@ class WithdrawalRequest(Telemetry):
     currency: Currency
     method: PaymentMethod
     destination: Destination | None = Field(
-        None, description="Required for crypto: the address, screened against the KYT deny list"
+        None,
+        description="Where the money goes (required): a crypto address, screened against the"
+        " KYT deny list, or the token of the player's payout account",
     )
 
 

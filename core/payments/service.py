@@ -193,8 +193,11 @@ async def open_withdrawal(
     is not withdrawable). Unless it `needs_review` by an officer, it is approved at once."""
     wallet = await players.wallet(uow, player_id, lock=True)
     _check_request(wallet, amount, method, routes)
-    if method == "crypto" and not destination:
-        raise InvalidRequest("destination_required", "a crypto withdrawal needs an address")
+    if not destination:  # every provider needs to know where the money goes
+        raise InvalidRequest(
+            "destination_required",
+            "a withdrawal needs a destination: a crypto address, or the payout account's token",
+        )
     if wallet.cash_balance < amount.minor:
         raise insufficient_funds(wallet, amount)
     movement = Movement("withdrawal", player_id, amount, destination=destination)

@@ -138,6 +138,50 @@ def signed_bet(port: int, secret: str, *, geo: str) -> httpx.Response:
     )
 
 
+def signed(
+    port: int, client: str, secret: str, method: str, path: str, payload: object
+) -> httpx.Response:
+    body = json.dumps(payload).encode() if payload is not None else b""
+    headers = signed_headers(client_id=client, secret=secret, method=method, path=path, body=body)
+    return httpx.request(
+        method,
+        f"http://127.0.0.1:{port}{path}",
+        content=body,
+        headers=headers
+        | {"Content-Type": "application/json", "Idempotency-Key": str(uuid.uuid4())},
+    )
+
+
+def deposit_confirmed_by_the_simulator(port: int, banner: str) -> dict[str, object]:
+    """A deposit of a demo player, sent to the simulator `make run` serves beside the API, and
+    confirmed by its webhook."""
+    assert "PSP simulator (swiftpay, payrail) on http://127.0.0.1:8100" in banner
+    operator = re.search(r"X-Client-Id=console-ops\s+secret=(\S+)", banner)
+    assert operator, banner
+    secret = operator.group(1)
+    player = "00000000-0000-4000-8000-000000000002"
+    opened = signed(
+        port,
+        "console-ops",
+        secret,
+        "POST",
+        "/v1/payments/deposits",
+        {"player_id": player, "amount": "25.00", "currency": "EUR", "method": "card"},
+    )
+    assert opened.status_code == 200, opened.text
+    assert opened.json()["provider"] == "swiftpay"
+    path = f"/v1/payments/{opened.json()['payment_id']}"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        payment = signed(port, "console-ops", secret, "GET", path, None).json()
+        if payment["state"] == "confirmed":
+            steps = [step["to_state"] for step in payment["transitions"]]
+            assert steps == ["initiated", "pending", "confirmed"]
+            return dict(payment)
+        time.sleep(0.1)
+    raise AssertionError(f"the deposit was not confirmed: {payment}")
+
+
 def test_serve_demo_answers_signed_requests_and_stops_cleanly(data_dir: Path) -> None:
     port = free_port()
     process = serve(data_dir, port)
@@ -166,6 +210,7 @@ def test_serve_demo_answers_signed_requests_and_stops_cleanly(data_dir: Path) ->
         )
         assert answer.status_code == 200, answer.text
         assert answer.json()["balance"] == "395.00"
+        deposit_confirmed_by_the_simulator(port, banner)
         started = datetime.now(UTC)
         refused = signed_bet(port, secret.group(1), geo="FR")  # from a blocked jurisdiction
         assert refused.status_code == 403, refused.text

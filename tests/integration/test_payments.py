@@ -38,7 +38,7 @@ async def withdraw(
     amount: str,
     *,
     method: str = "bank_transfer",
-    destination: str | None = None,
+    destination: str | None = "acct_tok_4242",
     key: str | None = None,
 ) -> httpx.Response:
     body: dict[str, Any] = {
@@ -379,7 +379,7 @@ async def test_withdrawals_need_verified_kyc_no_aml_hold_and_a_clean_address(
         )
     )
     assert clean["state"] == "sent"
-    no_address = await withdraw(api, player, "10.00", method="crypto")
+    no_address = await withdraw(api, player, "10.00", method="crypto", destination=None)
     assert no_address.status_code == 422
 
 

@@ -8,12 +8,10 @@ test starts from a reset simulator.
 
 import asyncio
 import base64
-import contextlib
 import csv
 import dataclasses
 import io
 import json
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -22,7 +20,6 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -50,6 +47,7 @@ from core.payments.routing import (
     submit_with_failover,
 )
 from core.payments.signatures import SignatureRefused
+from tests.serving import free_socket, serving, url_of
 
 CLIENT_TIMEOUT_S = 0.4  # the adapters' timeout; a stalled request outlasts it by 1 s
 RETRY_BASE_S = 0.1
@@ -57,37 +55,6 @@ MAX_ATTEMPTS = 4
 SWIFT_SECRET = "whsec_" + base64.b64encode(b"swiftpay-integration-secret-0001").decode()
 PAYRAIL_SECRET = "payrail-integration-secret-000001"
 PROVIDERS = ("swiftpay", "payrail")
-
-
-class QuietServer(uvicorn.Server):
-    def capture_signals(self) -> contextlib.nullcontext[None]:  # type: ignore[override]
-        return contextlib.nullcontext()  # Ctrl-C stays pytest's
-
-
-def free_socket() -> socket.socket:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    return sock
-
-
-def url_of(sock: socket.socket) -> str:
-    return f"http://127.0.0.1:{sock.getsockname()[1]}"
-
-
-@contextlib.asynccontextmanager
-async def serving(app: Starlette, sock: socket.socket) -> AsyncIterator[None]:
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", ws="none")
-    server = QuietServer(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        async with asyncio.timeout(5):
-            while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on
-                await asyncio.sleep(0.01)
-        yield
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
 
 
 class Receiver:

@@ -1,0 +1,858 @@
+"""Payments in PostgreSQL: what the database itself refuses, whatever the code does.
+
+Hand-written SQL on a bare connection, as the application role, as the owner playing a
+superuser, and as the owner with `session_replication_role = replica` (every payment trigger is
+enabled ALWAYS, so it fires there too). Each test runs in one database transaction that is
+rolled back at the end and uses savepoints for the statements it expects refused; nothing is
+committed, so where a test must show a ledger transaction would commit it runs the deferred
+double-entry check on demand (`SET CONSTRAINTS ALL IMMEDIATE`).
+
+What is expected is derived from core/payments/lifecycle.py wherever the lifecycle says it (its
+edges, initial states and money effects), so a change to either the lifecycle or migration 0009
+that is not made on both sides fails here.
+"""
+
+import re
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, cast
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
+
+from core import ledger, players
+from core.database import MIGRATIONS_DIR, DatabaseUrls, create_engine_sync, ensure_database
+from core.errors import InvalidRequest
+from core.guard import Movement
+from core.journal import EventContext
+from core.money import Money
+from core.payments import lifecycle, service
+from core.payments.lifecycle import Event, IllegalTransition, Kind, MoneyEffect, State
+from core.uow import UnitOfWork, UnitOfWorkFactory
+from tests import factories
+from tests.conftest import CTX, RULESET, Clock
+
+KINDS: tuple[Kind, ...] = ("deposit", "withdrawal")
+MACHINES = lifecycle._MACHINES
+ALL_STATES: list[State] = sorted(MACHINES["deposit"].states | MACHINES["withdrawal"].states)
+AMOUNT = 1_000  # minor units of every payment made here
+ROUTES = ["fastpay", "slowpay"]
+
+# What PostgreSQL says when it refuses.
+NOT_AN_EDGE = "cannot become"
+NO_TRANSITION_ROW = "only with its transition recorded"
+NOT_FIRST_STATE = "opens in its first state"
+WHAT_IT_IS_CHANGED = "cannot change what it is"
+PROVIDER_CHANGED = "already belongs to provider"
+SAME_STATE_TWICE = "uq_payment_transitions_payment_state"
+SAME_LEDGER_TXN = "uq_payment_transitions_ledger_transaction_id"
+MONEY_CHECK = "ck_payment_transitions_money_moves_where_the_lifecycle_says"
+NEEDS_DECISION = "needs a decision that allowed it"
+NON_NEGATIVE = "ck_balances_non_negative"
+
+
+def _money_states(kind: Kind) -> frozenset[str]:
+    """The states whose reaching moves money, per the lifecycle: the opening's effect for the
+    initial state, the effect of the edges into it for every other (they must agree)."""
+    machine = MACHINES[kind]
+    moves: dict[str, set[bool]] = {machine.initial: {machine.opening is not MoneyEffect.NONE}}
+    for (_, to_state), effect in machine.edges.items():
+        moves.setdefault(to_state, set()).add(effect is not MoneyEffect.NONE)
+    assert all(len(v) == 1 for v in moves.values()), moves  # the CHECK keys on the state alone
+    return frozenset(state for state, v in moves.items() if True in v)
+
+
+MONEY_STATES = {kind: _money_states(kind) for kind in KINDS}
+# The gate's map for the payment kinds of ledger transaction (migration 0009, and what
+# core/payments/service.py posts under): the one action whose decision allows each.
+PAYMENT_GATE = {
+    "deposit": "deposit",
+    "withdrawal_hold": "withdrawal",
+    "withdrawal_release": "withdrawal.release",
+    "withdrawal_payout": "withdrawal.pay_out",
+}
+
+
+def moved(kind: Kind, current: State, event: State) -> bool:
+    """Whether the lifecycle moves a `kind` in `current` by `event`."""
+    try:
+        outcome = lifecycle.step(kind, current, cast("Event", event))
+    except (IllegalTransition, InvalidRequest):
+        return False
+    return isinstance(outcome, lifecycle.Moved)
+
+
+def path_to(kind: Kind, state: State) -> list[tuple[State, State]]:
+    """The shortest walk along the lifecycle's edges from the initial state to `state`."""
+    machine = MACHINES[kind]
+    paths: dict[State, list[tuple[State, State]]] = {machine.initial: []}
+    frontier = [machine.initial]
+    while frontier:
+        reached: list[State] = []
+        for a, b in sorted(machine.edges):
+            if a in frontier and b not in paths:
+                paths[b] = [*paths[a], (a, b)]
+                reached.append(b)
+        frontier = reached
+    return paths[state]
+
+
+# -- a bare connection, in each of the three ways ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class Db:
+    """One database transaction on a bare connection, rolled back after the test; `uows` run
+    the services inside it (as savepoints) to make valid rows."""
+
+    conn: AsyncConnection
+    uows: UnitOfWorkFactory
+    role: str  # "app" or "owner"
+
+    async def scalar(self, statement: str, **params: Any) -> Any:
+        return await self.conn.scalar(sa.text(statement), params)
+
+    async def run(self, statement: str, **params: Any) -> int:
+        return (await self.conn.execute(sa.text(statement), params)).rowcount
+
+    @property
+    def append_only(self) -> str:
+        """The refusal of an edit of an append-only table: no privilege, or the trigger."""
+        return "permission denied" if self.role == "app" else "append-only"
+
+
+@pytest.fixture(params=["app", "owner", "owner-replica"])
+async def db(
+    request: pytest.FixtureRequest,
+    app_engine: AsyncEngine,
+    owner_engine: AsyncEngine,
+    clock: Clock,
+) -> AsyncIterator[Db]:
+    mode: str = request.param
+    async with (app_engine if mode == "app" else owner_engine).connect() as conn:
+        outer = await conn.begin()
+        if mode == "owner-replica":  # only triggers enabled ALWAYS fire; LOCAL ends with it
+            await conn.execute(sa.text("SET LOCAL session_replication_role = replica"))
+            assert await conn.scalar(sa.text("SHOW session_replication_role")) == "replica"
+        assert await conn.scalar(sa.text("SELECT current_user")) == (
+            "pitwarden_app" if mode == "app" else conn.engine.url.username
+        )
+        sessions = async_sessionmaker(
+            bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False
+        )
+        yield Db(conn, UnitOfWorkFactory(sessions, clock), "app" if mode == "app" else "owner")
+        await outer.rollback()
+
+
+@asynccontextmanager
+async def refusal(db: Db, match: str) -> AsyncIterator[None]:
+    """The statements inside are refused (in a savepoint, so the test goes on)."""
+    with pytest.raises(sa.exc.DBAPIError, match=match):
+        async with db.conn.begin_nested():
+            yield
+
+
+async def attempt(db: Db, *statements: tuple[str, dict[str, Any]]) -> str | None:
+    """Run the statements in a savepoint that is then undone: None if all were accepted, else
+    the database's refusal."""
+    nested = await db.conn.begin_nested()
+    try:
+        for statement, params in statements:
+            await db.conn.execute(sa.text(statement), params)
+    except sa.exc.DBAPIError as error:
+        return str(error.orig)
+    finally:
+        await nested.rollback()
+    return None
+
+
+# -- rows to start from -----------------------------------------------------------------------
+
+
+async def new_player(db: Db, cash: str = "0", currency: str = "EUR") -> uuid.UUID:
+    async with db.uows() as uow:
+        player_id = await factories.player(uow, cash=cash, currency=currency)
+        await uow.commit()  # releases the savepoint only
+    return player_id
+
+
+DECISION = (
+    "INSERT INTO policy_decisions (id, action, player_id, facts, version, content_hash, rule_ids,"
+    " effect, reason_code, decided_at) VALUES (gen_random_uuid(), :action, :player, '{}',"
+    " :version, :hash, ARRAY['by-hand'], :effect, :reason, now()) RETURNING id"
+)
+
+
+def _decision_params(player_id: uuid.UUID | None, action: str, effect: str) -> dict[str, Any]:
+    return {
+        "action": action,
+        "player": player_id,
+        "version": RULESET,
+        "hash": "sha256:" + "0" * 64,
+        "effect": effect,
+        "reason": "ok" if effect == "allow" else "zone_off",
+    }
+
+
+async def decision(
+    db: Db, player_id: uuid.UUID | None, action: str, effect: str = "allow"
+) -> uuid.UUID:
+    """A stored decision, written by hand as the gate would store it."""
+    decision_id: uuid.UUID = await db.scalar(
+        DECISION, **_decision_params(player_id, action, effect)
+    )
+    return decision_id
+
+
+async def by_hand(uow: UnitOfWork, movement: Movement, ctx: EventContext) -> uuid.UUID:
+    """A guard that allows every movement, storing its decision as the gate would."""
+    del ctx
+    decision_id: uuid.UUID = await uow.session.scalar(
+        sa.text(DECISION), _decision_params(movement.player_id, movement.action, "allow")
+    )
+    return decision_id
+
+
+async def opened(db: Db, kind: Kind, *, review: bool = True) -> uuid.UUID:
+    """A payment opened through the service: a deposit `initiated`, or a withdrawal holding
+    its amount, `requested` (or, without review, `approved` at once)."""
+    player_id = await new_player(db, cash="50.00")
+    async with db.uows() as uow:
+        if kind == "deposit":
+            payment = await service.open_deposit(
+                uow,
+                player_id=player_id,
+                amount=Money(AMOUNT, "EUR"),
+                method="card",
+                routes=ROUTES,
+                ctx=CTX,
+                guard=by_hand,
+            )
+        else:
+            payment = await service.open_withdrawal(
+                uow,
+                player_id=player_id,
+                amount=Money(AMOUNT, "EUR"),
+                method="crypto",
+                destination="0x00000000000000000000000000000000000000aa",
+                routes=ROUTES,
+                needs_review=review,
+                ctx=CTX,
+                guard=by_hand,
+            )
+        await uow.commit()
+    return payment.id
+
+
+PAYMENT = (
+    "INSERT INTO payments (id, kind, player_id, amount, currency, method, country, destination,"
+    " state, routes, decision_id, needs_review, created_at, updated_at) VALUES (:id, :kind,"
+    " :player, :amount, 'EUR', 'bank_transfer', 'MT', NULL, :state, :routes, :decision, false,"
+    " now(), now())"
+)
+
+
+async def new_payment(
+    db: Db, player_id: uuid.UUID, kind: Kind, state: str | None = None
+) -> uuid.UUID:
+    """A payment inserted by hand (in its initial state unless told), with no transition yet."""
+    payment_id = uuid.uuid4()
+    allowed = await decision(db, player_id, kind)
+    await db.run(
+        PAYMENT,
+        id=payment_id,
+        kind=kind,
+        player=player_id,
+        amount=AMOUNT,
+        state=state or MACHINES[kind].initial,
+        routes=ROUTES,
+        decision=allowed,
+    )
+    return payment_id
+
+
+HOUSE_TXN = "INSERT INTO ledger_transactions (kind, created_at) VALUES ('transfer', now())"
+
+
+async def house_txn(db: Db) -> int:
+    """A ledger transaction to name in a transition (house-only, so it needs no decision; it
+    has no postings and would fail at commit, which never comes)."""
+    return int(await db.scalar(HOUSE_TXN + " RETURNING id"))
+
+
+TRANSITION = (
+    "INSERT INTO payment_transitions (payment_id, kind, from_state, to_state, cause, actor,"
+    " ledger_transaction_id, at) VALUES (:payment, :kind, :from, :to, 'request', 'by-hand',"
+    " :txn, now())"
+)
+SET_STATE = "UPDATE payments SET state = :to, updated_at = now() WHERE id = :payment"
+# Fails (division by zero) unless the payment is now in :to.
+CHECK_STATE = "SELECT 1 / (state = :to)::int FROM payments WHERE id = :p"
+
+
+async def transition(
+    db: Db, payment_id: uuid.UUID, kind: Kind, from_state: str | None, to_state: str
+) -> None:
+    """A transition row, naming a ledger transaction exactly where the lifecycle moves money."""
+    txn = await house_txn(db) if to_state in MONEY_STATES[kind] else None
+    await db.run(
+        TRANSITION, payment=payment_id, kind=kind, **{"from": from_state}, to=to_state, txn=txn
+    )
+
+
+async def move(db: Db, payment_id: uuid.UUID, kind: Kind, from_state: str, to_state: str) -> None:
+    await transition(db, payment_id, kind, from_state, to_state)
+    assert await db.run(SET_STATE, payment=payment_id, to=to_state) == 1
+
+
+async def walked_to(db: Db, player_id: uuid.UUID, kind: Kind, state: State) -> uuid.UUID:
+    """A payment by hand, moved along the lifecycle's shortest path to `state`."""
+    payment_id = await new_payment(db, player_id, kind)
+    for a, b in path_to(kind, state):
+        await move(db, payment_id, kind, a, b)
+    assert await state_of(db, payment_id) == state
+    return payment_id
+
+
+async def state_of(db: Db, payment_id: uuid.UUID) -> str:
+    state: str = await db.scalar("SELECT state FROM payments WHERE id = :p", p=payment_id)
+    return state
+
+
+# -- 1. the migration's edges are the lifecycle's ---------------------------------------------
+
+
+def test_what_the_lifecycle_says_moves_money() -> None:
+    """The lifecycle's money effects, per state reached, as the migration's CHECK encodes them:
+    if this changes, the CHECK (and the tests below, derived from the lifecycle) must too."""
+    assert {
+        "deposit": {"confirmed"},
+        "withdrawal": {"requested", "rejected", "failed", "confirmed"},
+    } == MONEY_STATES
+    assert {kind: MACHINES[kind].initial for kind in KINDS} == {
+        "deposit": "initiated",
+        "withdrawal": "requested",
+    }
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_state_update_succeeds_exactly_on_the_lifecycles_edges(db: Db, kind: Kind) -> None:
+    """Every (from, to) pair, `to` over the states of both kinds: with a matching transition
+    row inserted first, the UPDATE is accepted exactly when lifecycle.step says Moved."""
+    player_id = await new_player(db)
+    machine = MACHINES[kind]
+    expected = {(a, b) for a in machine.states for b in ALL_STATES if a != b and moved(kind, a, b)}
+    assert len(expected) >= 6
+
+    accepted: set[tuple[State, State]] = set()
+    refused: dict[tuple[State, State], str] = {}
+    for a in sorted(machine.states):
+        payment_id = await walked_to(db, player_id, kind, a)
+        for b in ALL_STATES:
+            if b == a:
+                continue
+            txn = await house_txn(db) if b in MONEY_STATES[kind] else None
+            row = {"payment": payment_id, "kind": kind, "from": a, "to": b, "txn": txn}
+            refusal_text = await attempt(
+                db,
+                (TRANSITION, row),
+                (SET_STATE, {"payment": payment_id, "to": b}),
+                (CHECK_STATE, {"p": payment_id, "to": b}),
+            )
+            if refusal_text is None:
+                accepted.add((a, b))
+            else:
+                refused[a, b] = refusal_text
+        assert await state_of(db, payment_id) == a  # every attempt was undone
+
+    assert accepted == expected
+    for (a, b), text in refused.items():
+        # The edge rule refused it, or the payment had reached `b` already (so no transition
+        # row to `b` can be written: the unique payment + state).
+        reason = SAME_STATE_TWICE if b in reached_on_way(kind, a) else NOT_AN_EDGE
+        assert reason in text, (a, b, text)
+
+
+def reached_on_way(kind: Kind, state: State) -> set[State]:
+    return {b for _, b in path_to(kind, state)}
+
+
+async def test_the_installed_trigger_lists_exactly_the_lifecycles_edges(
+    owner_engine: AsyncEngine,
+) -> None:
+    """The function PostgreSQL runs, read back: its edges and opening states are the
+    lifecycle's (the pairs the UPDATE test cannot reach, such as sent -> approved, included)."""
+    async with owner_engine.connect() as conn:
+        source = await conn.scalar(
+            sa.text("SELECT prosrc FROM pg_proc WHERE proname = 'pw_payment_rules'")
+        )
+    assert isinstance(source, str)
+    edges = set(re.findall(r"\('(\w+)', '(\w+)', '(\w+)'\)", source))
+    openings = set(re.findall(r"\('(\w+)', '(\w+)'\)", source))
+    assert edges == {(kind, a, b) for kind in KINDS for a, b in MACHINES[kind].edges}
+    assert openings == {(kind, MACHINES[kind].initial) for kind in KINDS}
+
+
+# -- 2. transitions: recorded first, each state once, opened in the first state --------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_payment_opens_only_in_its_first_state(db: Db, kind: Kind) -> None:
+    player_id = await new_player(db)
+    others = sorted(set(ALL_STATES) - {MACHINES[kind].initial})
+    for state in others:
+        async with refusal(db, NOT_FIRST_STATE):
+            await new_payment(db, player_id, kind, state)
+    payment_id = await new_payment(db, player_id, kind)  # the control
+    assert await state_of(db, payment_id) == lifecycle.begin(kind).to_state
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_state_change_needs_its_own_transition_row(db: Db, kind: Kind) -> None:
+    """On every edge: no transition row, or one from another state, and the UPDATE is refused;
+    with the right row it goes through."""
+    player_id = await new_player(db)
+    machine = MACHINES[kind]
+    for a, b in sorted(machine.edges):
+        payment_id = await walked_to(db, player_id, kind, a)
+        async with refusal(db, NO_TRANSITION_ROW):
+            await db.run(SET_STATE, payment=payment_id, to=b)
+        elsewhere = min(machine.states - {a, b})
+        for wrong_from in (None, elsewhere):
+            async with refusal(db, NO_TRANSITION_ROW):
+                await transition(db, payment_id, kind, wrong_from, b)
+                await db.run(SET_STATE, payment=payment_id, to=b)
+        assert await state_of(db, payment_id) == a
+        await move(db, payment_id, kind, a, b)
+        assert await state_of(db, payment_id) == b
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_payment_reaches_each_state_once(db: Db, kind: Kind) -> None:
+    """A second transition to a state the payment has reached is refused: a redelivered
+    "confirmed" cannot credit twice. The opening row too."""
+    player_id = await new_player(db)
+    machine = MACHINES[kind]
+    opening = await new_payment(db, player_id, kind)
+    await transition(db, opening, kind, None, machine.initial)
+    async with refusal(db, SAME_STATE_TWICE):
+        await transition(db, opening, kind, None, machine.initial)
+    for a, b in sorted(machine.edges):
+        payment_id = await walked_to(db, player_id, kind, a)
+        await move(db, payment_id, kind, a, b)
+        async with refusal(db, SAME_STATE_TWICE):
+            await transition(db, payment_id, kind, a, b)
+        assert (
+            await db.scalar(
+                "SELECT count(*) FROM payment_transitions WHERE payment_id = :p AND to_state = :s",
+                p=payment_id,
+                s=b,
+            )
+            == 1
+        )
+
+
+# -- 3. what a payment is never changes -------------------------------------------------------
+
+WHAT_IT_IS = {
+    "id": "id = gen_random_uuid()",
+    "kind": "kind = CASE kind WHEN 'deposit' THEN 'withdrawal' ELSE 'deposit' END",
+    "player_id": "player_id = :other_player",
+    "amount": "amount = amount + 1",
+    "currency": "currency = 'USD'",
+    "method": "method = CASE method WHEN 'card' THEN 'crypto' ELSE 'card' END",
+    "country": "country = 'SE'",
+    "destination": "destination = coalesce(destination, '') || 'x'",
+    "routes": "routes = array_append(routes, 'otherpay')",
+    "routes order": "routes = ARRAY[routes[2], routes[1]]",
+    "decision_id": "decision_id = :other_decision",
+    "created_at": "created_at = created_at - interval '1 second'",
+}
+ROW = "SELECT * FROM payments WHERE id = :p"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_what_a_payment_is_cannot_change(db: Db, kind: Kind) -> None:
+    payment_id = await opened(db, kind)
+    before = (await db.conn.execute(sa.text(ROW), {"p": payment_id})).one()
+    other_player = await new_player(db)
+    params = {
+        "p": payment_id,
+        "other_player": other_player,
+        "other_decision": await decision(db, other_player, kind),
+    }
+    outcomes = {
+        column: await attempt(db, (f"UPDATE payments SET {change} WHERE id = :p", params))  # noqa: S608
+        for column, change in WHAT_IT_IS.items()
+    }
+    assert {column for column, text in outcomes.items() if text is None} == set()
+    for column, text in outcomes.items():
+        assert WHAT_IT_IS_CHANGED in str(text), (column, text)
+    # The control: what may change does (the flag an officer clears, the time of the change).
+    assert (
+        await db.run(
+            "UPDATE payments SET needs_review = NOT needs_review, updated_at = now() WHERE id = :p",
+            p=payment_id,
+        )
+        == 1
+    )
+    after = (await db.conn.execute(sa.text(ROW), {"p": payment_id})).one()
+    changed = {k for k in before._mapping if before._mapping[k] != after._mapping[k]}
+    assert changed <= {"needs_review", "updated_at"}
+    assert "needs_review" in changed
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_the_provider_is_set_once_and_never_changed(db: Db, kind: Kind) -> None:
+    payment_id = await opened(db, kind)
+    url = "https://fastpay.example/pay/1" if kind == "deposit" else None
+    bind = "UPDATE payments SET provider = :provider, provider_ref = :ref, redirect_url = :url"
+    bind += " WHERE id = :p"
+    async with refusal(db, "ck_payments_provider_ref"):  # a provider names its reference
+        await db.run("UPDATE payments SET provider = 'fastpay' WHERE id = :p", p=payment_id)
+    ref = f"fp_{payment_id.hex}"
+    assert await db.run(bind, provider="fastpay", ref=ref, url=url, p=payment_id) == 1  # once
+    changes = [
+        "provider = 'slowpay'",
+        "provider_ref = provider_ref || '-2'",
+        "redirect_url = 'https://elsewhere.example/pay'",
+        "provider = 'slowpay', provider_ref = 'sp_1'",
+        "provider = NULL, provider_ref = NULL, redirect_url = NULL",
+    ]
+    if url is not None:
+        changes.append("redirect_url = NULL")
+    for change in changes:
+        async with refusal(db, PROVIDER_CHANGED):
+            await db.run(f"UPDATE payments SET {change} WHERE id = :p", p=payment_id)  # noqa: S608
+    row = (
+        await db.conn.execute(
+            sa.text("SELECT provider, provider_ref, redirect_url FROM payments WHERE id = :p"),
+            {"p": payment_id},
+        )
+    ).one()
+    assert tuple(row) == ("fastpay", ref, url)
+    # Nor can another payment take the same provider reference.
+    other = await opened(db, kind)
+    async with refusal(db, "uq_payments_provider_provider_ref"):
+        await db.run(bind, provider="fastpay", ref=ref, url=None, p=other)
+
+
+# -- 4. history is append-only ----------------------------------------------------------------
+
+APPEND_ONLY = ("payment_transitions", "payment_attempts", "webhook_receipts")
+HISTORY_EDITS = [
+    "DELETE FROM payments WHERE id = :p",
+    "DELETE FROM payments",
+    "TRUNCATE payments CASCADE",
+    *(
+        edit
+        for table in APPEND_ONLY
+        for edit in (
+            f"UPDATE {table} SET payment_id = payment_id WHERE payment_id = :p",  # noqa: S608
+            f"DELETE FROM {table} WHERE payment_id = :p",  # noqa: S608
+            f"TRUNCATE {table}",
+        )
+    ),
+    "UPDATE payment_transitions SET ledger_transaction_id = NULL WHERE payment_id = :p",
+    "UPDATE webhook_receipts SET outcome = 'ignored' WHERE payment_id = :p",
+]
+COUNTS = (
+    "SELECT (SELECT count(*) FROM payments WHERE id = :p),"
+    " (SELECT count(*) FROM payment_transitions WHERE payment_id = :p),"
+    " (SELECT count(*) FROM payment_attempts WHERE payment_id = :p),"
+    " (SELECT count(*) FROM webhook_receipts WHERE payment_id = :p)"
+)
+
+
+async def test_payments_and_their_history_cannot_be_deleted_or_rewritten(db: Db) -> None:
+    """The application role has no privilege for it; the owner is refused by the triggers."""
+    payment_id = await opened(db, "withdrawal", review=False)  # requested, then approved
+    async with db.uows() as uow:
+        await service.record_attempt(
+            uow, payment_id, provider="fastpay", outcome="accepted", status=200, ctx=CTX
+        )
+        await uow.commit()
+    await db.run(
+        "INSERT INTO webhook_receipts (provider, message_id, payment_id, event, outcome,"
+        " body_sha256, received_at) VALUES ('fastpay', :m, :p, 'sent', 'moved', :h, now())",
+        m=f"msg_{payment_id.hex}",
+        p=payment_id,
+        h=b"\x00" * 32,
+    )
+    counts = (await db.conn.execute(sa.text(COUNTS), {"p": payment_id})).one()
+    assert tuple(counts) == (1, 2, 1, 1)  # a row in each, for the row triggers to fire on
+
+    outcomes = {edit: await attempt(db, (edit, {"p": payment_id})) for edit in HISTORY_EDITS}
+    assert {edit for edit, text in outcomes.items() if text is None} == set()
+    for edit, text in outcomes.items():
+        assert db.append_only in str(text), (edit, text)
+    assert (await db.conn.execute(sa.text(COUNTS), {"p": payment_id})).one() == counts
+
+
+async def test_the_payment_triggers_are_enabled_always(owner_engine: AsyncEngine) -> None:
+    async with owner_engine.connect() as conn:
+        rows = await conn.execute(
+            sa.text(
+                "SELECT c.relname, t.tgname, t.tgenabled FROM pg_trigger t"
+                " JOIN pg_class c ON c.oid = t.tgrelid WHERE NOT t.tgisinternal"
+                " AND c.relname = ANY (:tables)"
+            ),
+            {"tables": ["payments", *APPEND_ONLY]},
+        )
+        enabled = {(table, name): mode for table, name, mode in rows}
+    expected = {
+        ("payments", "payments_rules"),
+        ("payments", "payments_no_delete"),
+        ("payments", "payments_no_truncate"),
+        *((t, f"{t}_{what}") for t in APPEND_ONLY for what in ("no_update_delete", "no_truncate")),
+    }
+    assert expected <= enabled.keys()
+    assert {enabled[key] for key in expected} == {"A"}, enabled
+
+
+# -- 5. money moves where the lifecycle says --------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_transition_names_a_ledger_transaction_exactly_where_money_moves(
+    db: Db, kind: Kind
+) -> None:
+    player_id = await new_player(db)
+    payment_id = await new_payment(db, player_id, kind)
+    accepted = set()
+    for state in sorted(MACHINES[kind].states):
+        for with_txn in (False, True):
+            txn = await house_txn(db) if with_txn else None
+            refused = await attempt(
+                db,
+                (
+                    TRANSITION,
+                    {"payment": payment_id, "kind": kind, "from": None, "to": state, "txn": txn},
+                ),
+            )
+            if refused is None:
+                accepted.add((state, with_txn))
+            else:
+                assert MONEY_CHECK in refused, (state, with_txn, refused)
+    assert accepted == {(state, state in MONEY_STATES[kind]) for state in MACHINES[kind].states}
+
+
+async def test_one_ledger_transaction_backs_one_transition(db: Db) -> None:
+    player_id = await new_player(db)
+    first = await new_payment(db, player_id, "deposit")
+    second = await new_payment(db, player_id, "deposit")
+    withdrawal = await new_payment(db, player_id, "withdrawal")
+    txn = await house_txn(db)
+    insert = {"kind": "deposit", "from": "initiated", "to": "confirmed", "txn": txn}
+    await db.run(TRANSITION, payment=first, **insert)
+    async with refusal(db, SAME_LEDGER_TXN):  # another payment's credit
+        await db.run(TRANSITION, payment=second, **insert)
+    held = await house_txn(db)
+    withdrawal_row = {"kind": "withdrawal", "from": None, "to": "requested", "txn": held}
+    await db.run(TRANSITION, payment=withdrawal, **withdrawal_row)
+    async with refusal(db, SAME_LEDGER_TXN):  # its release under the hold's transaction
+        await db.run(
+            TRANSITION,
+            payment=withdrawal,
+            **(withdrawal_row | {"from": "requested", "to": "rejected"}),
+        )
+    await db.run(TRANSITION, payment=second, **(insert | {"txn": await house_txn(db)}))  # control
+
+
+# -- 6. the gate's map for the payment kinds --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Accounts:
+    cash: int
+    held: int
+    clearing: int
+
+
+async def with_a_hold(db: Db) -> tuple[uuid.UUID, Accounts]:
+    """A player with 50.00 cash, 10.00 of it held by a withdrawal opened through the service."""
+    payment_id = await opened(db, "withdrawal")
+    player_id: uuid.UUID = await db.scalar(
+        "SELECT player_id FROM payments WHERE id = :p", p=payment_id
+    )
+    async with db.uows() as uow:
+        wallet = await players.wallet(uow, player_id)
+        clearing = await ledger.house_account(
+            uow, kind="psp_clearing", currency="EUR", provider_code="fastpay"
+        )
+        await uow.commit()
+    assert wallet.held is not None
+    assert (wallet.cash_balance, wallet.held_balance) == (4_000, AMOUNT)
+    return player_id, Accounts(wallet.cash.id, wallet.held.id, clearing.id)
+
+
+LEDGER_TXN = (
+    "INSERT INTO ledger_transactions (kind, created_at, player_id, decision_id)"
+    " VALUES (:kind, now(), :player, :decision) RETURNING id"
+)
+POSTING = (
+    "INSERT INTO postings (transaction_id, account_id, shard, currency, amount, posted_at)"
+    " VALUES (:t, :a, 0, 'EUR', :m, now())"
+)
+BALANCE = "SELECT sum(balance) FROM balances WHERE account_id = :a"
+
+
+@pytest.mark.parametrize("kind", sorted(PAYMENT_GATE))
+async def test_a_payment_ledger_transaction_needs_the_decision_of_its_action(
+    db: Db, kind: str
+) -> None:
+    player_id, accounts = await with_a_hold(db)
+    other_player = await new_player(db)
+    action = PAYMENT_GATE[kind]
+    tries = {
+        (who, act, effect): await decision(db, who, act, effect)
+        for who, act, effect in [
+            *((player_id, act, "allow") for act in sorted(set(PAYMENT_GATE.values()))),
+            (player_id, action, "deny"),
+            (other_player, action, "allow"),
+            (None, action, "allow"),
+        ]
+    }
+    allowed = set()
+    for key, decision_id in tries.items():
+        text = await attempt(
+            db, (LEDGER_TXN, {"kind": kind, "player": player_id, "decision": decision_id})
+        )
+        if text is None:
+            allowed.add(key)
+        else:
+            assert NEEDS_DECISION in text, (key, text)
+    assert allowed == {(player_id, action, "allow")}
+
+    # The right decision lets it in, and with its postings it would commit.
+    legs = {
+        "deposit": ((accounts.cash, 100), (accounts.clearing, -100)),
+        "withdrawal_hold": ((accounts.cash, -100), (accounts.held, 100)),
+        "withdrawal_release": ((accounts.held, -100), (accounts.cash, 100)),
+        "withdrawal_payout": ((accounts.held, -100), (accounts.clearing, 100)),
+    }[kind]
+    before = {account: await db.scalar(BALANCE, a=account) for account, _ in legs}
+    txn = await db.scalar(
+        LEDGER_TXN, kind=kind, player=player_id, decision=tries[player_id, action, "allow"]
+    )
+    for account, amount in legs:
+        await db.run(POSTING, t=txn, a=account, m=amount)
+    await db.run("SET CONSTRAINTS ALL IMMEDIATE")  # the double-entry check, as at commit
+    assert {account: await db.scalar(BALANCE, a=account) for account, _ in legs} == {
+        account: before[account] + amount for account, amount in legs
+    }
+
+
+# -- 7. one held account per player, never negative -------------------------------------------
+
+HELD_ACCOUNTS = (
+    "SELECT a.id, a.code, a.currency, a.allow_negative, a.balance_shards,"
+    " (SELECT array_agg(b.balance) FROM balances b WHERE b.account_id = a.id) AS balances"
+    " FROM accounts a WHERE a.player_id = :p AND a.kind = 'player_held'"
+)
+
+
+async def test_a_registered_player_has_one_held_account(db: Db) -> None:
+    player_id = await new_player(db, currency="USD")
+    rows = (await db.conn.execute(sa.text(HELD_ACCOUNTS), {"p": player_id})).all()
+    assert [tuple(row)[1:] for row in rows] == [(f"player:{player_id}:held", "USD", False, 1, [0])]
+    async with db.uows() as uow:
+        wallet = await players.wallet(uow, player_id)
+    assert wallet.held is not None
+    assert wallet.held.id == rows[0].id
+
+
+async def test_every_player_has_exactly_one_held_account_in_their_currency(db: Db) -> None:
+    await new_player(db, currency="USD")  # at least one, whatever ran before
+    total, wrong = (
+        await db.conn.execute(
+            sa.text(
+                "SELECT count(*), count(*) FILTER (WHERE held.n IS DISTINCT FROM 1)"
+                " FROM players p LEFT JOIN LATERAL (SELECT count(*) AS n FROM accounts a"
+                " WHERE a.player_id = p.id AND a.kind = 'player_held'"
+                " AND a.currency = p.currency) held ON true"
+            )
+        )
+    ).one()
+    assert total >= 1
+    assert wrong == 0
+
+
+async def test_a_held_account_never_goes_negative(db: Db) -> None:
+    player_id = await new_player(db, cash="50.00")
+    held = await db.scalar(
+        "SELECT id FROM accounts WHERE player_id = :p AND kind = 'player_held'", p=player_id
+    )
+    cash = await db.scalar(
+        "SELECT id FROM accounts WHERE player_id = :p AND kind = 'player_cash'", p=player_id
+    )
+    allowed = await decision(db, player_id, "withdrawal.release")
+    txn = await db.scalar(LEDGER_TXN, kind="withdrawal_release", player=player_id, decision=allowed)
+    await db.run(POSTING, t=txn, a=cash, m=100)  # the other leg first: the order must not matter
+    async with refusal(db, NON_NEGATIVE):
+        await db.run(POSTING, t=txn, a=held, m=-100)
+    assert await db.scalar(BALANCE, a=held) == 0
+    # Nor can a player's held account be opened that may go negative.
+    async with refusal(db, "ck_accounts_player_accounts_never_negative"):
+        await db.run(
+            "INSERT INTO accounts (code, kind, currency, player_id, allow_negative,"
+            " balance_shards, created_at) VALUES (:code, 'player_held', 'EUR', :p, true, 1,"
+            " now())",
+            code=f"player:{player_id}:held-2",
+            p=player_id,
+        )
+
+
+@pytest.mark.commits
+def test_the_migration_opens_a_held_account_for_every_existing_player(
+    db_urls: DatabaseUrls,
+) -> None:
+    """Migration 0009 on a database of its own, with players from before it: each gets one
+    held account in their currency, with its balance row."""
+    owner = db_urls.owner.set(database=f"backfill_{uuid.uuid4().hex[:8]}")
+    ensure_database(owner)
+    engine = create_engine_sync(owner)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    existing = {uuid.uuid4(): "EUR", uuid.uuid4(): "USD", uuid.uuid4(): "SEK"}
+    try:
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0008")
+            for player_id, currency in existing.items():
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO players (id, currency, jurisdiction, created_at)"
+                        " VALUES (:id, :currency, 'MT', now())"
+                    ),
+                    {"id": player_id, "currency": currency},
+                )
+            command.upgrade(cfg, "0009")
+            found = {
+                row.player_id: (row.code, row.currency, row.allow_negative, row.balances)
+                for row in conn.execute(
+                    sa.text(
+                        "SELECT a.player_id, a.code, a.currency, a.allow_negative,"
+                        " (SELECT array_agg(b.balance) FROM balances b"
+                        " WHERE b.account_id = a.id) AS balances"
+                        " FROM accounts a WHERE a.kind = 'player_held'"
+                    )
+                )
+            }
+            count = conn.scalar(sa.text("SELECT count(*) FROM accounts WHERE kind = 'player_held'"))
+    finally:
+        engine.dispose()
+        maintenance = create_engine_sync(owner.set(database="postgres"), autocommit=True)
+        with maintenance.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE "{owner.database}" WITH (FORCE)'))
+        maintenance.dispose()
+    assert count == len(existing)
+    assert found == {
+        player_id: (f"player:{player_id}:held", currency, False, [0])
+        for player_id, currency in existing.items()
+    }
