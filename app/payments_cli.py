@@ -1,4 +1,5 @@
-"""`pitwarden payments`: reconcile a payment provider's statement against our ledger.
+"""`pitwarden payments`: reconcile a payment provider's statement against our ledger; expire
+abandoned deposits; send a stopped payment again.
 
 Registered by app/cli.py as `cli.add_typer(payments_cli, name="payments")`. This module does
 not import app.cli (that would be a circular import): it opens the database as its commands
@@ -6,31 +7,33 @@ do, through app.runtime.
 """
 
 import json
-from collections.abc import Sequence
-from datetime import UTC, date, datetime
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
+import httpx
 import typer
 
-from app.runtime import run_with_uow
+from app.gating import build_cashier, build_gate
+from app.runtime import run_with_uow, run_with_vault, vault_keys
+from compliance.cashier import Cashier
+from core.errors import DomainError
+from core.journal import EventContext
 from core.money import format_minor
 from core.payments import reconcile
 from core.payments.reconcile import Item, Period, Report, StatementError, StatementLine
 from core.settings import Settings
 from core.uow import UnitOfWorkFactory
 
+T = TypeVar("T")
 payments_cli = typer.Typer(
-    help="Payments through payment service providers: reconciliation.", no_args_is_help=True
+    help="Payments through payment service providers: reconciliation, expiry, resubmission.",
+    no_args_is_help=True,
 )
 
 MALFORMED = 2  # a statement we cannot read; 1 is kept for "read, and something is off"
-
-
-@payments_cli.callback()
-def payments() -> None:
-    # A group even with one command: `pitwarden payments reconcile`, never `pitwarden payments`.
-    pass
 
 
 @payments_cli.command("reconcile")
@@ -158,3 +161,51 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
         return f"  {fixed}  {cells[-1]}".rstrip()
 
     return [line(header), *(line(row) for row in rows)]
+
+
+def _with_cashier(settings: Settings, work: Callable[[Cashier], Awaitable[T]]) -> T:
+    """Run `work` with the cashier the server builds (gate, providers of the payments config)."""
+
+    async def run(uows: UnitOfWorkFactory, vault_uows: UnitOfWorkFactory) -> T:
+        async with httpx.AsyncClient() as client:
+            gate = build_gate(settings, vault_uows, vault_keys(settings))
+            return await work(build_cashier(settings, uows, gate, client))
+
+    return run_with_vault(settings, run)
+
+
+@payments_cli.command("expire")
+def expire_command(
+    older_than: Annotated[
+        int, typer.Option("--older-than", min=1, help="Minutes since the deposit was initiated")
+    ] = 60,
+) -> None:
+    """End deposits still initiated or pending after --older-than minutes (the player left the
+    provider's payment page): they no longer count towards the deposit limits."""
+    ctx = EventContext(actor="cli", trace_id="cli-payments-expire")
+
+    async def work(cashier: Cashier) -> int:
+        return await cashier.expire(older_than=timedelta(minutes=older_than), ctx=ctx)
+
+    typer.echo(f"expired {_with_cashier(Settings.from_env(), work)} deposit(s)")
+
+
+@payments_cli.command("submit")
+def submit_command(
+    payment_id: Annotated[uuid.UUID, typer.Argument(help="The payment to send again")],
+) -> None:
+    """Send a payment no provider has taken yet (after every provider was unavailable, or a
+    payout left in doubt) to its route's providers: the same payment id, so never twice."""
+    ctx = EventContext(actor="cli", trace_id="cli-payments-submit")
+
+    async def work(cashier: Cashier) -> str:
+        try:
+            payment = await cashier.submit(payment_id, ctx)
+        except DomainError as error:
+            return f"error: {error.code}: {error.message}"
+        return f"{payment.id} {payment.kind} {payment.state} provider={payment.provider}"
+
+    answer = _with_cashier(Settings.from_env(), work)
+    typer.echo(answer, err=answer.startswith("error:"))
+    if answer.startswith("error:"):
+        raise typer.Exit(1)

@@ -6,7 +6,8 @@ request that has taken effect by T, so a decrease made during a pending increase
 Exclusions take effect at once; a time-out lasts 24 hours to 6 weeks; a self-exclusion lasts at
 least 6 months (or indefinitely) and cannot be shortened. Usage is recomputed from the bets
 themselves: wager is the stakes placed in the period (voided ones excepted), loss is stakes
-minus payouts (an open bet counts as lost), deposits are gross (none exist until payments do).
+minus payouts (an open bet counts as lost), deposits are gross, from initiation until they
+fail or expire.
 """
 
 import uuid
@@ -189,12 +190,14 @@ async def usage(
     """Wager, loss and deposit used in each period ending at `at`, in minor units."""
     at = at or uow.now
     row = await sql.one(uow, _USAGE, {"p": player_id, "at": at})
+    deposits = await sql.one(uow, _DEPOSITS, {"p": player_id, "at": at})
     assert row is not None  # noqa: S101 - an aggregate always yields a row
+    assert deposits is not None  # noqa: S101 - an aggregate always yields a row
     used: dict[tuple[Kind, Period], int] = {}
     for period in PERIODS:
         used["wager", period] = int(row[f"wager_{period}"])
         used["loss", period] = max(0, int(row[f"loss_{period}"]))  # net: never below 0
-        used["deposit", period] = 0  # gross deposits: none until payments exist (issue 6)
+        used["deposit", period] = int(deposits[f"deposit_{period}"])
     return used
 
 
@@ -208,6 +211,16 @@ _USAGE = (
     " coalesce(sum(stake - coalesce(payout, 0)) " + _WINDOW + "'168 hours'), 0) AS loss_7d,"
     " coalesce(sum(stake - coalesce(payout, 0)) " + _WINDOW + "'720 hours'), 0) AS loss_30d"
     " FROM bets WHERE player_id = %(p)s AND status <> 'VOID' AND placed_at <= %(at)s"
+)
+# Gross deposits, counted from initiation until they fail or expire (as the gate counts them).
+_CREATED = "FILTER (WHERE created_at > %(at)s - interval "
+_DEPOSITS = (
+    "SELECT"
+    " coalesce(sum(amount) " + _CREATED + "'24 hours'), 0) AS deposit_24h,"
+    " coalesce(sum(amount) " + _CREATED + "'168 hours'), 0) AS deposit_7d,"
+    " coalesce(sum(amount) " + _CREATED + "'720 hours'), 0) AS deposit_30d"
+    " FROM payments WHERE player_id = %(p)s AND kind = 'deposit'"
+    " AND state IN ('initiated', 'pending', 'confirmed') AND created_at <= %(at)s"
 )
 
 

@@ -368,3 +368,26 @@ def test_policy_rulesets_from_the_command_line(data_dir: Path) -> None:
     unknown = run_cli(data_dir, "policy", "replay", str(uuid.uuid4()))
     assert unknown.returncode == 2
     assert json.loads(unknown.stderr)["error"]["code"] == "unknown_decision"
+
+
+def test_payments_from_the_command_line(data_dir: Path) -> None:
+    expired = run_cli(data_dir, "payments", "expire", "--older-than", "60")
+    assert expired.returncode == 0, expired.stderr
+    assert re.fullmatch(r"expired \d+ deposit\(s\)\n", expired.stdout)
+    unknown = run_cli(data_dir, "payments", "submit", str(uuid.uuid4()))
+    assert unknown.returncode == 1
+    assert "unknown_payment" in unknown.stderr
+    statement = data_dir / "statement.csv"
+    statement.write_text("provider_ref,payment_id,kind,amount,currency,status,settled_at\n")
+    empty = run_cli(
+        data_dir, "payments", "reconcile", "--psp", "nopsp", "--statement", str(statement)
+    )
+    assert empty.returncode == 0, empty.stdout + empty.stderr  # nothing on either side
+    broken = data_dir / "broken.csv"
+    broken.write_text("provider_ref,payment_id\n")
+    assert (
+        run_cli(
+            data_dir, "payments", "reconcile", "--psp", "swiftpay", "--statement", str(broken)
+        ).returncode
+        == 2
+    )

@@ -252,6 +252,9 @@ async def test_deposits_pass_the_gate_and_count_towards_limits_while_in_flight(
     assert again.json() == refused.json()
     assert again.headers["Idempotent-Replayed"] == "true"
     assert ok(await deposit(api, player, "40.00"))["state"] == "initiated"  # lands on the limit
+    standing = ok(await api.operator.get(f"/v1/admin/players/{player}/responsible-gambling"))
+    deposits = next(s for s in standing["limits"] if (s["kind"], s["period"]) == ("deposit", "24h"))
+    assert (deposits["in_force"], deposits["used"]) == ("100.00", "100.00")
     # A deposit that expires gives its room back.
     expired = fastpay.webhook(first, "expired", at=now(clock))
     assert ok(await send_webhook(api, "fastpay", expired))["state"] == "expired"
