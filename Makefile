@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.audit
 	$(BIN)/python -m benchmarks.vault
 	$(BIN)/python -m benchmarks.policy
+	$(BIN)/python -m benchmarks.payments
 
 clean:
 	rm -rf $(VENV) var

@@ -62,6 +62,14 @@ async def publish(
     return published
 
 
+def stopping() -> bool:
+    """The running task has been asked to stop: whatever error the cancellation caused on its
+    way (psycopg closes a connection whose query it interrupts, and the rollback after it then
+    fails), the loop must end, not log it and carry on."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 async def keep_log_current(
     uows: UnitOfWorkFactory, *, origin: str, signers: Sequence[Signer], interval_s: float
 ) -> None:
@@ -73,5 +81,7 @@ async def keep_log_current(
                 await publish(uows, origin=origin, signers=signers)
                 signed_at = time.monotonic()
         except Exception:  # the log catches up on the next round; the server stays up
+            if stopping():
+                raise  # a cancellation that broke a query surfaces as a database error
             logger.exception("keeping the audit log current failed")
         await asyncio.sleep(POLL_S)

@@ -77,6 +77,8 @@ async def forget_old_nonces(uows: UnitOfWorkFactory, settings: Settings) -> None
                 )
                 await uow.commit()
         except Exception:  # housekeeping must never take the server down
+            if auditing.stopping():
+                raise
             log.exception("forgetting old nonces failed")
 
 
@@ -132,6 +134,7 @@ def create_app(
         yield
         for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)  # stopped before the engines go
         await providers.aclose()
         for owned in (engine, vault_engine):
             if owned is not None:
@@ -153,6 +156,7 @@ def create_app(
     app.state.cashier = build_cashier(settings, uow_factory, app.state.gate, providers)
     errors.install(app)
     app.include_router(wallet.router)
+    app.include_router(payments.webhooks)
     app.include_router(admin.router)
     app.include_router(audit.router)
     app.include_router(vault.router)

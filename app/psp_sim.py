@@ -84,6 +84,7 @@ from core.money import MAX_MINOR, Money, check_currency, parse_amount
 from core.payments import signatures
 from core.payments.lifecycle import Event, Kind
 from core.payments.providers import Method
+from core.payments.reconcile import STATEMENT_COLUMNS
 from core.payments.routing import PaymentsConfig, ProviderConfig
 
 Log = Callable[[str], None]
@@ -907,17 +908,6 @@ class _ControlApi:
     async def statement(self, request: Request) -> Response:
         held = self.provider(request).payments.values()
         return PlainTextResponse(statement_csv(held), media_type="text/csv")
-
-
-STATEMENT_COLUMNS: Final = (
-    "provider_ref",
-    "payment_id",
-    "kind",
-    "amount",
-    "currency",
-    "status",
-    "settled_at",
-)
 
 
 def statement_csv(payments: Iterable[SimPayment]) -> str:

@@ -19,7 +19,7 @@ cashier's steps, every SQL statement, the ASGI request around them), and at 16 s
 cProfile. Results replace the payments section of docs/benchmarks.md.
 
 `python -m benchmarks.payments --serve {timers|cprofile} OUT` is the instrumented server; the
-benchmark starts it itself. BENCH_PAYMENTS_DEPOSITS sets the deposits per level (default 300).
+benchmark starts it itself. BENCH_PAYMENTS_DEPOSITS sets the deposits per level (default 500).
 """
 
 import asyncio
@@ -69,7 +69,7 @@ BEGIN, END = "<!-- bench-payments:begin -->", "<!-- bench-payments:end -->"
 HEADING = "## Payments: webhooks"
 CTX = EventContext(actor="bench", trace_id="bench")
 LEVELS = (1, 4, 16)
-DEPOSITS = int(os.environ.get("BENCH_PAYMENTS_DEPOSITS", "300"))
+DEPOSITS = int(os.environ.get("BENCH_PAYMENTS_DEPOSITS", "500"))
 WARMUP_DEPOSITS = max(4, DEPOSITS // 10)
 PROFILE_DEPOSITS = max(10, DEPOSITS // 3)
 PROFILE_SENDERS = {"timers": 1, "cprofile": 16}
@@ -81,6 +81,7 @@ SWIFTPAY, PAYRAIL = "swiftpay", "payrail"
 SWIFTPAY_SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 PAYRAIL_SECRET = secrets.token_urlsafe(32)
 OUTCOMES = ("moved", "replayed", "ignored")
+LOAD_BEFORE = os.getloadavg()[0]
 START = "/__bench/start"  # the instrumented server starts measuring (answered by its wrapper)
 HEADER = (
     "| senders | messages | messages/s | p50 ms | p95 ms | p99 ms | moved | replayed | ignored"
@@ -842,12 +843,13 @@ def report(
     other = sum(1 for r in results for a in r.answers if a.outcome not in OUTCOMES)
     checks = "\n".join(f"- {line}" for line in verdict)
     return f"""{BEGIN}
-Last run: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, `make bench` (`python -m benchmarks.payments`,
-{DEPOSITS} deposits per level after {WARMUP_DEPOSITS} for warm-up, half Swiftpay, half Payrail),
-on {machine()}; {pg_version}; server (`pitwarden serve`), PostgreSQL and load generator share the
-machine. Per deposit: "pending", "confirmed", for {STALE_SHARE:.0%} of them a late "pending";
-{DUPLICATE_SHARE:.0%} of messages are redeliveries of an earlier message id. Latency in ms at the
-sender; per outcome: count: p50 / p99.
+Last run: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, `python -m benchmarks.payments` (part of
+`make bench`; {DEPOSITS} deposits per level after {WARMUP_DEPOSITS} for warm-up, half Swiftpay, half
+Payrail), on {machine()}; {pg_version}; server (`pitwarden serve`), PostgreSQL and load generator
+share the machine (load average {LOAD_BEFORE:.2f} before the run: other work shares it too). Per
+deposit: "pending", "confirmed", for {STALE_SHARE * 100:.0f} % of them a late "pending";
+{DUPLICATE_SHARE * 100:.0f} % of messages are redeliveries of an earlier message id.
+Latency in ms at the sender; per outcome, count: p50 / p99.
 
 {HEADER}
 {rows}
@@ -879,27 +881,33 @@ async def verify(conninfo: str, deposits: list[Deposit], answers: list[Answer]) 
     async with await psycopg.AsyncConnection.connect(conninfo) as conn:
         rows = await (
             await conn.execute(
-                "SELECT p.id, p.state, p.provider, p.amount,"
-                " (SELECT count(*) FROM ledger_transactions t"
-                "   WHERE t.reference = 'payment:' || p.id) AS txns,"
-                " (SELECT count(*) FROM payment_transitions s"
-                "   WHERE s.payment_id = p.id AND s.to_state = 'confirmed') AS confirmations,"
-                " (SELECT count(*) FROM journal_events j WHERE j.event = 'payment.moved'"
-                "   AND j.envelope->'data'->>'payment_id' = p.id::text"
-                "   AND j.envelope->'data'->>'to' = 'confirmed') AS moved_events"
-                " FROM payments p WHERE p.kind = 'deposit'"
+                "WITH txns AS (SELECT reference, count(*) AS n FROM ledger_transactions"
+                "   WHERE reference LIKE 'payment:%' GROUP BY reference),"
+                " confirmations AS (SELECT payment_id, count(*) AS n FROM payment_transitions"
+                "   WHERE to_state = 'confirmed' GROUP BY payment_id),"
+                " moved AS (SELECT (envelope->'data'->>'payment_id')::uuid AS payment_id,"
+                "   count(*) AS n FROM journal_events WHERE event = 'payment.moved'"
+                "   AND envelope->'data'->>'to' = 'confirmed' GROUP BY 1)"
+                " SELECT p.id, p.state, p.provider, p.amount, coalesce(t.n, 0),"
+                " coalesce(c.n, 0), coalesce(m.n, 0) FROM payments p"
+                " LEFT JOIN txns t ON t.reference = 'payment:' || p.id"
+                " LEFT JOIN confirmations c ON c.payment_id = p.id"
+                " LEFT JOIN moved m ON m.payment_id = p.id"
+                " WHERE p.kind = 'deposit'"
             )
         ).fetchall()
         seen = {row[0]: row for row in rows}
         if set(seen) != set(by_id):
-            problems.append(f"{len(set(by_id) ^ set(seen))} deposits differ from those opened")
-        not_confirmed = [r for r in rows if r[1] != "confirmed"]
+            problems.append(
+                f"**FAILED**: {len(set(by_id) ^ set(seen))} deposits differ from those opened"
+            )
+        not_confirmed = [p for p in by_id if p not in seen or seen[p][1] != "confirmed"]
         wrong_txns = [r for r in rows if r[4] != 1]
         wrong_steps = [r for r in rows if r[5] != 1 or r[6] != 1]
         cash: dict[uuid.UUID, int] = dict(
             await (
                 await conn.execute(
-                    "SELECT a.player_id, sum(b.balance) FROM accounts a"
+                    "SELECT a.player_id, sum(b.balance)::bigint FROM accounts a"
                     " JOIN balances b ON b.account_id = a.id"
                     " WHERE a.kind = 'player_cash' GROUP BY a.player_id"
                 )
@@ -908,7 +916,7 @@ async def verify(conninfo: str, deposits: list[Deposit], answers: list[Answer]) 
         clearing: dict[str, int] = dict(
             await (
                 await conn.execute(
-                    "SELECT a.provider_code, sum(b.balance) FROM accounts a"
+                    "SELECT a.provider_code, sum(b.balance)::bigint FROM accounts a"
                     " JOIN balances b ON b.account_id = a.id"
                     " WHERE a.kind = 'psp_clearing' GROUP BY a.provider_code"
                 )
@@ -940,7 +948,7 @@ async def verify(conninfo: str, deposits: list[Deposit], answers: list[Answer]) 
     checks = [
         (
             not not_confirmed,
-            f"{len(rows) - len(not_confirmed)} of {len(deposits)} deposits confirmed",
+            f"{len(by_id) - len(not_confirmed)} of {len(by_id)} deposits confirmed",
         ),
         (
             not wrong_txns and not wrong_steps,

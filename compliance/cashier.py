@@ -162,9 +162,9 @@ class Cashier:
                 payment_id=str(payment_id),
                 state=payment.state,
             )
-        applied = await service.apply(
+        applied = await service.move(
             uow,
-            payment_id,
+            payment,
             "approved" if approve else "rejected",
             cause="officer",
             actor=officer,
@@ -373,14 +373,15 @@ class Cashier:
                 provider_ref=event.provider_ref,
                 redirect_url=None,
                 ctx=ctx,
+                locked=payment,
             )
         if problem is not None:
             await self._refusal(uow, event, payment, problem, ctx)
             return Receipt("refused", payment.id, payment.state, problem)
         try:
-            applied = await service.apply(
+            applied = await service.move(
                 uow,
-                payment.id,
+                payment,
                 event.event,
                 cause="webhook",
                 actor=event.provider,

@@ -27,6 +27,16 @@ class Wallet:
     def total(self) -> Money:
         return Money(self.cash_balance + self.bonus_balance, self.currency)
 
+    def check_currency(self, amount: Money) -> None:
+        """Money moves into and out of a wallet in its own currency only."""
+        if amount.currency != self.currency:
+            raise InvalidRequest(
+                "currency_mismatch",
+                f"the wallet holds {self.currency}",
+                currency=amount.currency,
+                wallet_currency=self.currency,
+            )
+
 
 async def register(
     uow: UnitOfWork,

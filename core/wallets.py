@@ -49,13 +49,7 @@ async def adjust(
     if not reason.strip() or not operator.strip():
         raise InvalidRequest("reason_required", "an adjustment needs an operator and a reason")
     wallet = await players.wallet(uow, player_id, lock=True)
-    if amount.currency != wallet.currency:
-        raise InvalidRequest(
-            "currency_mismatch",
-            f"the wallet holds {wallet.currency}",
-            currency=amount.currency,
-            wallet_currency=wallet.currency,
-        )
+    wallet.check_currency(amount)
     account = wallet.cash if source == "cash" else wallet.bonus
     held = wallet.cash_balance if source == "cash" else wallet.bonus_balance
     if direction == "debit" and held < amount.minor:

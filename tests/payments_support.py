@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from compliance.cashier import Cashier
 from core.journal import rfc3339
 from core.payments import routing, signatures
-from core.payments.adapters import SWIFTPAY_OBJECTS, StandardAdapter
+from core.payments.adapters import SWIFTPAY_EVENTS, SWIFTPAY_OBJECTS, StandardAdapter
 from core.payments.providers import (
     Accepted,
     Known,
@@ -33,14 +33,12 @@ from tests.conftest import Api
 
 SECRET = "whsec_" + base64.b64encode(b"fake-provider-secret-0123456789").decode()
 OTHER_SECRET = "whsec_" + base64.b64encode(b"somebody-else-secret-0123456789").decode()
+# Our (kind, event) -> Swiftpay's status word, from the adapter's own table.
 SWIFTPAY_STATUS = {
-    ("deposit", "pending"): "pending",
-    ("deposit", "confirmed"): "succeeded",
-    ("deposit", "failed"): "failed",
-    ("deposit", "expired"): "expired",
-    ("withdrawal", "sent"): "in_transit",
-    ("withdrawal", "confirmed"): "paid",
-    ("withdrawal", "failed"): "failed",
+    (kind, event): status
+    for kind, word in SWIFTPAY_OBJECTS.items()
+    for (obj, status), event in SWIFTPAY_EVENTS.items()
+    if obj == word
 }
 _UNUSED_CLIENT = httpx.AsyncClient()  # the parser never sends anything
 
@@ -49,7 +47,7 @@ class FakeProvider:
     """A provider in process: takes orders (one per payment id), answers lookups, and signs
     Swiftpay webhooks; faults are queued with `fail_next` and `lookup_fails`."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, secrets: tuple[str, ...] = (SECRET,)) -> None:
         self.name = name
         self.orders: dict[uuid.UUID, Order] = {}
         self.fail_next: list[Exception] = []
@@ -59,7 +57,7 @@ class FakeProvider:
             name=name,
             base_url="http://unused.invalid",
             api_key="unused",
-            webhook_secrets=[SECRET],
+            webhook_secrets=secrets,
             client=_UNUSED_CLIENT,
         )
 
@@ -144,9 +142,11 @@ ROUTES = {
 }
 
 
-def use_fake_providers(api: Api) -> tuple[FakeProvider, FakeProvider]:
+def use_fake_providers(
+    api: Api, *, secrets: tuple[str, ...] = (SECRET,)
+) -> tuple[FakeProvider, FakeProvider]:
     """Swap the app's cashier for one whose route is fastpay, then slowpay, both fakes."""
-    first, second = FakeProvider("fastpay"), FakeProvider("slowpay")
+    first, second = FakeProvider("fastpay", secrets=secrets), FakeProvider("slowpay")
     current: Cashier = api.app.state.cashier
     api.app.state.cashier = Cashier(
         uows=current.uows,

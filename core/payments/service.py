@@ -120,24 +120,30 @@ async def get(uow: UnitOfWork, payment_id: uuid.UUID, *, lock: bool = False) -> 
     return _payment(row)
 
 
-async def by_player(uow: UnitOfWork, player_id: uuid.UUID, *, limit: int = 50) -> list[Payment]:
+async def find(
+    uow: UnitOfWork,
+    *,
+    player_id: uuid.UUID | None = None,
+    state: str | None = None,
+    needs_review: bool | None = None,
+    limit: int = 50,
+) -> list[Payment]:
+    """Payments matching every filter given, newest first (an officer's queue: withdrawals
+    `requested` with `needs_review`, oldest waiting last)."""
     rows = await sql.all_rows(
         uow,
-        f"SELECT {_COLUMNS} FROM payments WHERE player_id = %(player)s"  # noqa: S608
+        f"SELECT {_COLUMNS} FROM payments"  # noqa: S608 - constant columns
+        " WHERE (%(player)s::uuid IS NULL OR player_id = %(player)s)"
+        " AND (%(state)s::text IS NULL OR state = %(state)s)"
+        " AND (%(review)s::boolean IS NULL OR needs_review = %(review)s)"
         " ORDER BY created_at DESC, id LIMIT %(limit)s",
-        {"player": player_id, "limit": limit},
+        {"player": player_id, "state": state, "review": needs_review, "limit": limit},
     )
     return [_payment(row) for row in rows]
 
 
 def _check_request(wallet: players.Wallet, amount: Money, method: str, routes: list[str]) -> None:
-    if amount.currency != wallet.currency:
-        raise InvalidRequest(
-            "currency_mismatch",
-            f"the wallet holds {wallet.currency}",
-            currency=amount.currency,
-            wallet_currency=wallet.currency,
-        )
+    wallet.check_currency(amount)
     if method not in METHODS:
         raise InvalidRequest("unknown_method", f"method is one of {', '.join(METHODS)}")
     if not routes:
@@ -358,9 +364,11 @@ async def bind(
     provider_ref: str,
     redirect_url: str | None,
     ctx: EventContext,
+    locked: Payment | None = None,
 ) -> Payment:
-    """The provider that took the payment, once: a payment never moves to a second provider."""
-    payment = await get(uow, payment_id, lock=True)
+    """The provider that took the payment, once: a payment never moves to a second provider.
+    `locked`: the payment as this unit of work already read it with `get(..., lock=True)`."""
+    payment = locked or await get(uow, payment_id, lock=True)
     if payment.provider is not None:
         if (payment.provider, payment.provider_ref) != (provider, provider_ref):
             raise Conflict(
@@ -412,6 +420,30 @@ async def apply(
     """Move the payment by `event` and post what the step moves; old news changes nothing and
     is journaled; an illegal event raises `IllegalTransition` (transient when premature)."""
     payment = await get(uow, payment_id, lock=True)
+    return await move(
+        uow,
+        payment,
+        event,
+        cause=cause,
+        actor=actor,
+        ctx=ctx,
+        guard=guard,
+        webhook_id=webhook_id,
+    )
+
+
+async def move(
+    uow: UnitOfWork,
+    payment: Payment,
+    event: Event,
+    *,
+    cause: Cause,
+    actor: str,
+    ctx: EventContext,
+    guard: Guard,
+    webhook_id: str | None = None,
+) -> Applied:
+    """`apply` to a payment this unit of work has already read with `get(..., lock=True)`."""
     outcome = lifecycle.step(payment.kind, payment.state, event)  # type: ignore[arg-type]
     if isinstance(outcome, lifecycle.Ignored):
         await journal.record(

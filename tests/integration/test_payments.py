@@ -8,11 +8,14 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
+from compliance.vault.keys import LocalKeyFile
+from core.settings import Settings
 from core.uow import UnitOfWorkFactory
 from tests import factories
-from tests.conftest import CTX, RULESET, Api, Clock
+from tests.conftest import CTX, RULESET, Api, Clock, make_api
 from tests.payments_support import (
     OTHER_SECRET,
+    SECRET,
     FakeProvider,
     declined,
     journal,
@@ -395,6 +398,11 @@ async def test_a_large_withdrawal_waits_for_an_officer(api: Api, uows: UnitOfWor
     assert await held(uows, player) == 200000
     small = ok(await withdraw(api, player, "1999.99"))
     assert (small["state"], small["needs_review"]) == ("sent", False)
+    queue = await api.operator.get(
+        f"/v1/admin/payments?state=requested&needs_review=true&player_id={player}"
+    )
+    assert queue.status_code == 200, queue.text
+    assert [p["payment_id"] for p in queue.json()] == [large["payment_id"]]
 
     review = f"/v1/admin/payments/{large['payment_id']}/review"
     approved = ok(
@@ -531,3 +539,31 @@ async def test_deposits_left_on_the_payment_page_expire(
     assert (await detail(api, recent["payment_id"]))["state"] == "initiated"
     steps = (await detail(api, old["payment_id"]))["transitions"]
     assert (steps[-1]["cause"], steps[-1]["actor"]) == ("timer", "expiry")
+
+
+async def test_during_a_secret_rotation_both_secrets_sign_and_receipts_outlive_a_restart(
+    api: Api,
+    uows: UnitOfWorkFactory,
+    clock: Clock,
+    settings: Settings,
+    vault_uows: UnitOfWorkFactory,
+    vault_keys: LocalKeyFile,
+) -> None:
+    fastpay, _ = use_fake_providers(api, secrets=(SECRET, OTHER_SECRET))
+    player = await factories.committed_player(uows)
+    first = ok(await deposit(api, player, "10.00"))
+    second = ok(await deposit(api, player, "20.00"))
+    old = fastpay.webhook(first, "confirmed", at=now(clock), secret=SECRET)
+    new = fastpay.webhook(second, "confirmed", at=now(clock), secret=OTHER_SECRET)
+    assert ok(await send_webhook(api, "fastpay", old))["outcome"] == "moved"
+    assert ok(await send_webhook(api, "fastpay", new))["outcome"] == "moved"
+    assert await factories.balance(api, player) == "30.00"
+    # Another server process (a restart): the replay store is in the database, not in memory.
+    restarted = await make_api(uows, settings, vault_uows, vault_keys)
+    try:
+        use_fake_providers(restarted, secrets=(SECRET, OTHER_SECRET))
+        again = ok(await send_webhook(restarted, "fastpay", old))
+        assert (again["outcome"], again["replayed"]) == ("moved", True)
+    finally:
+        await restarted.http.aclose()
+    assert await factories.balance(api, player) == "30.00"

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.psp_sim import STATEMENT_COLUMNS, create_app
+from app.psp_sim import create_app
 from core.errors import InvalidRequest
 from core.money import Money
 from core.payments import signatures
@@ -39,6 +39,7 @@ from core.payments.providers import (
     ProviderUnavailable,
     WebhookEvent,
 )
+from core.payments.reconcile import STATEMENT_COLUMNS
 from core.payments.routing import (
     PaymentsConfig,
     PayoutInDoubt,
