@@ -71,6 +71,13 @@ class Account(Base):
             name="player_accounts_never_negative",
         ),
         sa.CheckConstraint("balance_shards BETWEEN 1 AND 256", name="balance_shards"),
+        sa.Index(
+            "uq_accounts_player_id_kind",
+            "player_id",
+            "kind",
+            unique=True,
+            postgresql_where=sa.text("player_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
@@ -349,6 +356,10 @@ class Payment(Base):
             name="state",
         ),
         sa.CheckConstraint("(provider IS NULL) = (provider_ref IS NULL)", name="provider_ref"),
+        sa.CheckConstraint(
+            "redirect_url IS NULL OR provider IS NOT NULL", name="redirect_with_provider"
+        ),
+        sa.CheckConstraint("provider IS NULL OR provider = ANY (routes)", name="provider_routed"),
         sa.Index(
             "ix_payments_player_id_created_at",
             "player_id",
@@ -404,6 +415,11 @@ class PaymentTransition(Base):
         ),
         sa.CheckConstraint(
             "cause IN ('request', 'provider', 'webhook', 'officer', 'timer', 'kyt')", name="cause"
+        ),
+        sa.CheckConstraint(
+            "from_state IS NOT NULL OR (kind = 'deposit' AND to_state = 'initiated')"
+            " OR (kind = 'withdrawal' AND to_state = 'requested')",
+            name="opens_in_the_first_state",
         ),
     )
 

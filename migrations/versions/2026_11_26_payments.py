@@ -4,7 +4,15 @@ store; a held-funds account per player; the gate's map learns the payment kinds 
 What PostgreSQL refuses, whatever the code does:
 
 - a payment changing what it is (player, kind, amount, currency, method, country, destination,
-  routes, decision, creation time), or its provider once set;
+  routes, decision, creation time), or its provider once set; a provider not on its routes; a
+  payment committed without its opening transition;
+- a payment in another currency than its player's wallet;
+- a transition whose ledger transaction is not its payment's own (reference, player, exactly
+  the step's postings of the payment's amount on the player's accounts — cash +, cash − and
+  held +, held − and cash +, held −) or not of the kind its step moves (deposit,
+  withdrawal_hold, withdrawal_release, withdrawal_payout); an opening transition to anything
+  but the first state (so a withdrawal always opens with its hold);
+- a second account of one kind for a player;
 - a state change that is not an edge of the lifecycle (core/payments/lifecycle.py, copied here
   as it stands today; tests/integration/test_payments_db.py checks that both agree), or that has
   no transition row written before it;
@@ -82,6 +90,7 @@ def upgrade() -> None:
     _held_accounts()
     _tables()
     _payment_rules()
+    _payment_links()
     _gate_map(GATED_KINDS)
     for table in APPEND_ONLY:
         op.execute(f"""
@@ -108,6 +117,14 @@ def _held_accounts() -> None:
     """Money a withdrawal holds is still the player's (a liability), but no longer playable."""
     op.drop_constraint(op.f("ck_accounts_kind"), "accounts")
     op.create_check_constraint(op.f("ck_accounts_kind"), "accounts", ACCOUNT_KINDS)
+    # One account of each kind per player: the wallet finds them by kind.
+    op.create_index(
+        "uq_accounts_player_id_kind",
+        "accounts",
+        ["player_id", "kind"],
+        unique=True,
+        postgresql_where=sa.text("player_id IS NOT NULL"),
+    )
     op.execute("""
 INSERT INTO accounts (code, kind, currency, player_id, allow_negative, balance_shards, created_at)
 SELECT concat('player', chr(58), p.id, chr(58), 'held'), 'player_held', p.currency, p.id, false, 1, now()
@@ -147,6 +164,13 @@ def _tables() -> None:
         ),
         sa.CheckConstraint(
             "(provider IS NULL) = (provider_ref IS NULL)", name=op.f("ck_payments_provider_ref")
+        ),
+        sa.CheckConstraint(
+            "redirect_url IS NULL OR provider IS NOT NULL",
+            name=op.f("ck_payments_redirect_with_provider"),
+        ),
+        sa.CheckConstraint(
+            "provider IS NULL OR provider = ANY (routes)", name=op.f("ck_payments_provider_routed")
         ),
         sa.ForeignKeyConstraint(
             ["player_id"], ["players.id"], name=op.f("fk_payments_player_id_players")
@@ -188,6 +212,11 @@ def _tables() -> None:
         sa.CheckConstraint(
             "cause IN ('request', 'provider', 'webhook', 'officer', 'timer', 'kyt')",
             name=op.f("ck_payment_transitions_cause"),
+        ),
+        sa.CheckConstraint(
+            "from_state IS NOT NULL OR (kind = 'deposit' AND to_state = 'initiated')"
+            " OR (kind = 'withdrawal' AND to_state = 'requested')",
+            name=op.f("ck_payment_transitions_opens_in_the_first_state"),
         ),
         sa.ForeignKeyConstraint(
             ["payment_id", "kind"],
@@ -249,6 +278,11 @@ BEGIN
             RAISE EXCEPTION 'a % opens in its first state, not %', NEW.kind, NEW.state
                 USING ERRCODE = 'check_violation';
         END IF;
+        IF NEW.currency IS DISTINCT FROM
+           (SELECT currency FROM players WHERE id = NEW.player_id) THEN
+            RAISE EXCEPTION 'payment % is not in the currency of its player''s wallet', NEW.id
+                USING ERRCODE = 'check_violation';
+        END IF;
         RETURN NEW;
     END IF;
     IF (NEW.id, NEW.kind, NEW.player_id, NEW.amount, NEW.currency, NEW.method, NEW.country,
@@ -284,6 +318,61 @@ ALTER TABLE payments ENABLE ALWAYS TRIGGER payments_rules;
 """)
 
 
+def _payment_links() -> None:
+    """A transition's ledger transaction is its payment's own, of the kind its step moves; and
+    a payment exists only with its opening transition (a withdrawal, so, with its hold)."""
+    op.execute("""
+CREATE FUNCTION pw_payment_transition_money() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    expected text := CASE WHEN NEW.kind = 'deposit' THEN 'deposit'
+                          WHEN NEW.to_state = 'requested' THEN 'withdrawal_hold'
+                          WHEN NEW.to_state = 'confirmed' THEN 'withdrawal_payout'
+                          ELSE 'withdrawal_release' END;
+    -- What the step does to the player's own accounts (kind:signed amount, sorted), no more.
+    legs text[] := CASE expected
+        WHEN 'deposit' THEN ARRAY['player_cash:+']
+        WHEN 'withdrawal_hold' THEN ARRAY['player_cash:-', 'player_held:+']
+        WHEN 'withdrawal_release' THEN ARRAY['player_cash:+', 'player_held:-']
+        ELSE ARRAY['player_held:-'] END;
+BEGIN
+    IF NEW.ledger_transaction_id IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM ledger_transactions t JOIN payments p ON p.id = NEW.payment_id
+        WHERE t.id = NEW.ledger_transaction_id AND t.kind = expected
+          AND t.player_id = p.player_id AND t.reference = 'payment:' || p.id::text
+          -- and on the player's side it moves exactly the payment's amount, the step's way
+          AND (SELECT array_agg(a.kind || ':' || CASE WHEN x.amount > 0 THEN '+' ELSE '-' END
+                                ORDER BY a.kind)
+               FROM postings x JOIN accounts a ON a.id = x.account_id
+               WHERE x.transaction_id = t.id AND a.player_id = p.player_id
+                 AND x.currency = p.currency AND abs(x.amount) = p.amount) = legs
+          AND (SELECT count(*) FROM postings x JOIN accounts a ON a.id = x.account_id
+               WHERE x.transaction_id = t.id AND a.player_id = p.player_id)
+              = cardinality(legs)
+    ) THEN
+        RAISE EXCEPTION 'the % of payment % needs its own % ledger transaction',
+            NEW.to_state, NEW.payment_id, expected USING ERRCODE = 'check_violation';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER payment_transitions_money BEFORE INSERT ON payment_transitions
+    FOR EACH ROW EXECUTE FUNCTION pw_payment_transition_money();
+ALTER TABLE payment_transitions ENABLE ALWAYS TRIGGER payment_transitions_money;
+
+CREATE FUNCTION pw_payment_opened() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM payment_transitions
+                   WHERE payment_id = NEW.id AND from_state IS NULL) THEN
+        RAISE EXCEPTION 'payment % was opened without its opening transition', NEW.id
+            USING ERRCODE = 'check_violation';
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER payments_opened AFTER INSERT ON payments
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION pw_payment_opened();
+ALTER TABLE payments ENABLE ALWAYS TRIGGER payments_opened;
+""")
+
+
 def _gate_map(kinds: dict[str, list[str]]) -> None:
     cases = " ".join(
         f"WHEN '{kind}' THEN ARRAY[{', '.join(repr(a) for a in actions)}]"
@@ -312,7 +401,10 @@ def downgrade() -> None:
     )
     for table in ("webhook_receipts", "payment_attempts", "payment_transitions", "payments"):
         op.drop_table(table)
-    op.execute("DROP FUNCTION pw_payment_rules()")
+    op.execute(
+        "DROP FUNCTION pw_payment_rules(), pw_payment_transition_money(), pw_payment_opened()"
+    )
+    op.drop_index("uq_accounts_player_id_kind", table_name="accounts")
     op.execute(
         "DELETE FROM balances b USING accounts a WHERE b.account_id = a.id"
         " AND a.kind = 'player_held'"

@@ -4,8 +4,15 @@ Hand-written SQL on a bare connection, as the application role, as the owner pla
 superuser, and as the owner with `session_replication_role = replica` (every payment trigger is
 enabled ALWAYS, so it fires there too). Each test runs in one database transaction that is
 rolled back at the end and uses savepoints for the statements it expects refused; nothing is
-committed, so where a test must show a ledger transaction would commit it runs the deferred
-double-entry check on demand (`SET CONSTRAINTS ALL IMMEDIATE`).
+committed, so where a test must show its rows would commit it runs the deferred checks (double
+entry, a payment's opening transition) on demand (`SET CONSTRAINTS ALL IMMEDIATE`).
+
+Rows made by hand are the ones the rules allow: a payment with its opening transition (to its
+first state), and a transition that moves money naming a ledger transaction of the payment's
+own (its player's, under its reference, of the kind the step moves, let in by a decision of its
+action, posting the payment's amount as core/payments/service.py does: see LEGS). A player
+account a posting would take below zero is first credited the difference by a manual
+adjustment, so every ledger transaction made here balances and would commit.
 
 What is expected is derived from core/payments/lifecycle.py wherever the lifecycle says it (its
 edges, initial states and money effects), so a change to either the lifecycle or migration 0009
@@ -47,27 +54,49 @@ ROUTES = ["fastpay", "slowpay"]
 NOT_AN_EDGE = "cannot become"
 NO_TRANSITION_ROW = "only with its transition recorded"
 NOT_FIRST_STATE = "opens in its first state"
+OPENS_ELSEWHERE = "ck_payment_transitions_opens_in_the_first_state"
 WHAT_IT_IS_CHANGED = "cannot change what it is"
 PROVIDER_CHANGED = "already belongs to provider"
 SAME_STATE_TWICE = "uq_payment_transitions_payment_state"
 SAME_LEDGER_TXN = "uq_payment_transitions_ledger_transaction_id"
 MONEY_CHECK = "ck_payment_transitions_money_moves_where_the_lifecycle_says"
+NOT_ITS_OWN = "needs its own"  # "... needs its own <kind> ledger transaction"
+NOT_OPENED = "was opened without its opening transition"
+NO_REDIRECT_WITHOUT_PROVIDER = "ck_payments_redirect_with_provider"
+NOT_A_ROUTE = "ck_payments_provider_routed"
+ONE_OF_A_KIND = "uq_accounts_player_id_kind"
 NEEDS_DECISION = "needs a decision that allowed it"
 NON_NEGATIVE = "ck_balances_non_negative"
+ALL_IMMEDIATE = "SET CONSTRAINTS ALL IMMEDIATE"  # the deferred checks, as at commit
+
+# The ledger transaction core/payments/service.py posts for each money effect.
+LEDGER_KINDS = {
+    MoneyEffect.CREDIT_PLAYER: "deposit",
+    MoneyEffect.HOLD: "withdrawal_hold",
+    MoneyEffect.RELEASE_HOLD: "withdrawal_release",
+    MoneyEffect.PAY_OUT: "withdrawal_payout",
+}
 
 
-def _money_states(kind: Kind) -> frozenset[str]:
-    """The states whose reaching moves money, per the lifecycle: the opening's effect for the
-    initial state, the effect of the edges into it for every other (they must agree)."""
+def _money_kinds(kind: Kind) -> dict[str, str]:
+    """The states whose reaching moves money, per the lifecycle, each with the kind of ledger
+    transaction it moves: the opening's effect for the initial state, the effect of the edges
+    into it for every other (they must agree)."""
     machine = MACHINES[kind]
-    moves: dict[str, set[bool]] = {machine.initial: {machine.opening is not MoneyEffect.NONE}}
+    effects: dict[str, set[MoneyEffect]] = {machine.initial: {machine.opening}}
     for (_, to_state), effect in machine.edges.items():
-        moves.setdefault(to_state, set()).add(effect is not MoneyEffect.NONE)
-    assert all(len(v) == 1 for v in moves.values()), moves  # the CHECK keys on the state alone
-    return frozenset(state for state, v in moves.items() if True in v)
+        effects.setdefault(to_state, set()).add(effect)
+    # The CHECK and the link trigger key on the state alone.
+    assert all(len(v) == 1 for v in effects.values()), effects
+    return {
+        state: LEDGER_KINDS[effect]
+        for state, (effect,) in effects.items()
+        if effect is not MoneyEffect.NONE
+    }
 
 
-MONEY_STATES = {kind: _money_states(kind) for kind in KINDS}
+MONEY_KINDS = {kind: _money_kinds(kind) for kind in KINDS}
+MONEY_STATES = {kind: frozenset(MONEY_KINDS[kind]) for kind in KINDS}
 # The gate's map for the payment kinds of ledger transaction (migration 0009, and what
 # core/payments/service.py posts under): the one action whose decision allows each.
 PAYMENT_GATE = {
@@ -100,6 +129,20 @@ def path_to(kind: Kind, state: State) -> list[tuple[State, State]]:
                 reached.append(b)
         frontier = reached
     return paths[state]
+
+
+def came_from(kind: Kind, state: str) -> str | None:
+    """The `from_state` of a row into `state` that no rule on its own refuses: none for the
+    opening (into the initial state), else a state with an edge into it."""
+    if state == MACHINES[kind].initial:
+        return None
+    return min(a for a, b in MACHINES[kind].edges if b == state)
+
+
+def reached_on_way(kind: Kind, state: State) -> set[State]:
+    """The states a payment walked to `state` has a transition row to: the opening's, the
+    initial state, and each step's."""
+    return {MACHINES[kind].initial} | {b for _, b in path_to(kind, state)}
 
 
 # -- a bare connection, in each of the three ways ---------------------------------------------
@@ -258,9 +301,16 @@ PAYMENT = (
 
 
 async def new_payment(
-    db: Db, player_id: uuid.UUID, kind: Kind, state: str | None = None
+    db: Db,
+    player_id: uuid.UUID,
+    kind: Kind,
+    state: str | None = None,
+    *,
+    opening: bool = True,
 ) -> uuid.UUID:
-    """A payment inserted by hand (in its initial state unless told), with no transition yet."""
+    """A payment inserted by hand (in its initial state unless told) with its opening
+    transition (a withdrawal's naming its hold), or, `opening=False`, with no transition yet
+    (refused at commit)."""
     payment_id = uuid.uuid4()
     allowed = await decision(db, player_id, kind)
     await db.run(
@@ -273,16 +323,131 @@ async def new_payment(
         routes=ROUTES,
         decision=allowed,
     )
+    if opening:
+        await transition(db, payment_id, kind, None, MACHINES[kind].initial)
     return payment_id
+
+
+# The postings core/payments/service.py makes for each kind of ledger transaction: the
+# account (a player's, or the house's in the payment's currency) and the sign of the amount.
+LEGS: dict[str, tuple[tuple[str, int], ...]] = {
+    "deposit": (("player_cash", 1), ("psp_clearing", -1)),
+    "withdrawal_hold": (("player_cash", -1), ("player_held", 1)),
+    "withdrawal_release": (("player_held", -1), ("player_cash", 1)),
+    "withdrawal_payout": (("player_held", -1), ("psp_clearing", 1)),
+}
+Legs = list[tuple[int, int]]  # (account id, amount) of each posting
+
+LEDGER_TXN = (
+    "INSERT INTO ledger_transactions (kind, created_at, player_id, decision_id)"
+    " VALUES (:kind, now(), :player, :decision) RETURNING id"
+)
+# In the account's own currency.
+POSTING = (
+    "INSERT INTO postings (transaction_id, account_id, shard, currency, amount, posted_at)"
+    " SELECT :t, :a, 0, currency, :m, now() FROM accounts WHERE id = :a"
+)
+BALANCE = "SELECT sum(balance) FROM balances WHERE account_id = :a"
+ACCOUNT_OF = "SELECT id FROM accounts WHERE player_id = :p AND kind = :kind"
+
+
+async def house(db: Db, kind: str, currency: str = "EUR") -> int:
+    """The house account of this kind (the clearing account of the first route's provider)."""
+    async with db.uows() as uow:
+        account = await ledger.house_account(
+            uow,
+            kind=kind,
+            currency=currency,
+            provider_code=ROUTES[0] if kind == "psp_clearing" else None,
+        )
+        await uow.commit()
+    return account.id
+
+
+async def account_of(db: Db, player_id: uuid.UUID, kind: str) -> int:
+    """The player's account of this kind, or the house's of this kind in their currency."""
+    if kind.startswith("player_"):
+        return int(await db.scalar(ACCOUNT_OF, p=player_id, kind=kind))
+    currency: str = await db.scalar("SELECT currency FROM players WHERE id = :p", p=player_id)
+    return await house(db, kind, currency)
+
+
+async def legs_of(db: Db, player_id: uuid.UUID, kind: str, amount: int = AMOUNT) -> Legs:
+    """The postings of a ledger transaction of this kind moving `amount` for the player."""
+    return [
+        (await account_of(db, player_id, account), sign * amount) for account, sign in LEGS[kind]
+    ]
+
+
+async def post(db: Db, txn: int, legs: Legs) -> None:
+    """The postings of a ledger transaction. A player's account a leg would take below zero is
+    first credited the difference by a manual adjustment of its own (a transaction of the
+    player, let in by an adjustment.credit decision), so the legs never trip the non-negative
+    check, whatever the test built before."""
+    for account, amount in legs:
+        if amount >= 0:
+            continue
+        owner, currency, balance = (
+            await db.conn.execute(
+                sa.text(
+                    "SELECT a.player_id, a.currency, b.balance FROM accounts a"
+                    " JOIN balances b ON b.account_id = a.id AND b.shard = 0 WHERE a.id = :a"
+                ),
+                {"a": account},
+            )
+        ).one()
+        if owner is None or balance >= -amount:
+            continue
+        allowed = await decision(db, owner, "adjustment.credit")
+        funding = await db.scalar(LEDGER_TXN, kind="adjustment", player=owner, decision=allowed)
+        short = -amount - balance
+        await db.run(POSTING, t=funding, a=await house(db, "manual_adjustment", currency), m=-short)
+        await db.run(POSTING, t=funding, a=account, m=short)
+    for account, amount in legs:
+        assert await db.run(POSTING, t=txn, a=account, m=amount) == 1
 
 
 HOUSE_TXN = "INSERT INTO ledger_transactions (kind, created_at) VALUES ('transfer', now())"
 
 
 async def house_txn(db: Db) -> int:
-    """A ledger transaction to name in a transition (house-only, so it needs no decision; it
-    has no postings and would fail at commit, which never comes)."""
-    return int(await db.scalar(HOUSE_TXN + " RETURNING id"))
+    """A ledger transaction of the house: no player, no reference, so it needs no decision and
+    no transition may name it. It moves the payments' amount, between house accounts."""
+    txn = int(await db.scalar(HOUSE_TXN + " RETURNING id"))
+    clearing, adjustment = await house(db, "psp_clearing"), await house(db, "manual_adjustment")
+    await post(db, txn, [(clearing, -AMOUNT), (adjustment, AMOUNT)])
+    return txn
+
+
+PLAYER_TXN = (
+    "INSERT INTO ledger_transactions (kind, created_at, player_id, decision_id, reference)"
+    " VALUES (:kind, now(), :player, :decision, :reference) RETURNING id"
+)
+
+
+async def player_txn(
+    db: Db, player_id: uuid.UUID, kind: str, reference: str | None, legs: Legs | None = None
+) -> int:
+    """A ledger transaction of a player, let in by an allowing decision of its kind's action
+    for that player, as the gate's trigger requires, with `legs` for postings (by default what
+    the service posts for a payment of AMOUNT: see LEGS)."""
+    allowed = await decision(db, player_id, PAYMENT_GATE[kind])
+    txn = int(
+        await db.scalar(
+            PLAYER_TXN, kind=kind, player=player_id, decision=allowed, reference=reference
+        )
+    )
+    await post(db, txn, await legs_of(db, player_id, kind) if legs is None else legs)
+    return txn
+
+
+async def own_txn(db: Db, payment_id: uuid.UUID, kind: str, legs: Legs | None = None) -> int:
+    """A ledger transaction of the payment's own: its player's, under its reference (moving
+    the payment's amount unless told other `legs`)."""
+    player_id: uuid.UUID = await db.scalar(
+        "SELECT player_id FROM payments WHERE id = :p", p=payment_id
+    )
+    return await player_txn(db, player_id, kind, f"payment:{payment_id}", legs)
 
 
 TRANSITION = (
@@ -298,8 +463,10 @@ CHECK_STATE = "SELECT 1 / (state = :to)::int FROM payments WHERE id = :p"
 async def transition(
     db: Db, payment_id: uuid.UUID, kind: Kind, from_state: str | None, to_state: str
 ) -> None:
-    """A transition row, naming a ledger transaction exactly where the lifecycle moves money."""
-    txn = await house_txn(db) if to_state in MONEY_STATES[kind] else None
+    """A transition row, naming a ledger transaction of the payment's own exactly where the
+    lifecycle moves money, of the kind it moves."""
+    money = MONEY_KINDS[kind].get(to_state)
+    txn = await own_txn(db, payment_id, money) if money else None
     await db.run(
         TRANSITION, payment=payment_id, kind=kind, **{"from": from_state}, to=to_state, txn=txn
     )
@@ -311,7 +478,7 @@ async def move(db: Db, payment_id: uuid.UUID, kind: Kind, from_state: str, to_st
 
 
 async def walked_to(db: Db, player_id: uuid.UUID, kind: Kind, state: State) -> uuid.UUID:
-    """A payment by hand, moved along the lifecycle's shortest path to `state`."""
+    """A payment by hand, opened and moved along the lifecycle's shortest path to `state`."""
     payment_id = await new_payment(db, player_id, kind)
     for a, b in path_to(kind, state):
         await move(db, payment_id, kind, a, b)
@@ -328,12 +495,19 @@ async def state_of(db: Db, payment_id: uuid.UUID) -> str:
 
 
 def test_what_the_lifecycle_says_moves_money() -> None:
-    """The lifecycle's money effects, per state reached, as the migration's CHECK encodes them:
-    if this changes, the CHECK (and the tests below, derived from the lifecycle) must too."""
-    assert {
-        "deposit": {"confirmed"},
-        "withdrawal": {"requested", "rejected", "failed", "confirmed"},
-    } == MONEY_STATES
+    """The lifecycle's money effects, per state reached, as the migration's CHECK and its link
+    trigger encode them (which state moves money, and the kind of ledger transaction): if this
+    changes, they (and the tests below, derived from the lifecycle) must too."""
+    assert MONEY_KINDS == {
+        "deposit": {"confirmed": "deposit"},
+        "withdrawal": {
+            "requested": "withdrawal_hold",
+            "rejected": "withdrawal_release",
+            "failed": "withdrawal_release",
+            "confirmed": "withdrawal_payout",
+        },
+    }
+    assert set(LEDGER_KINDS.values()) == set(PAYMENT_GATE)
     assert {kind: MACHINES[kind].initial for kind in KINDS} == {
         "deposit": "initiated",
         "withdrawal": "requested",
@@ -343,7 +517,9 @@ def test_what_the_lifecycle_says_moves_money() -> None:
 @pytest.mark.parametrize("kind", KINDS)
 async def test_a_state_update_succeeds_exactly_on_the_lifecycles_edges(db: Db, kind: Kind) -> None:
     """Every (from, to) pair, `to` over the states of both kinds: with a matching transition
-    row inserted first, the UPDATE is accepted exactly when lifecycle.step says Moved."""
+    row inserted first, the UPDATE is accepted exactly when lifecycle.step says Moved. Where
+    the payment has reached `to` already (its opening's state included) no such row can be
+    written, and the UPDATE alone is refused by the edge rule."""
     player_id = await new_player(db)
     machine = MACHINES[kind]
     expected = {(a, b) for a in machine.states for b in ALL_STATES if a != b and moved(kind, a, b)}
@@ -351,12 +527,14 @@ async def test_a_state_update_succeeds_exactly_on_the_lifecycles_edges(db: Db, k
 
     accepted: set[tuple[State, State]] = set()
     refused: dict[tuple[State, State], str] = {}
+    bare: dict[tuple[State, State], str | None] = {}  # the UPDATE alone, where `b` was reached
     for a in sorted(machine.states):
         payment_id = await walked_to(db, player_id, kind, a)
         for b in ALL_STATES:
             if b == a:
                 continue
-            txn = await house_txn(db) if b in MONEY_STATES[kind] else None
+            money = MONEY_KINDS[kind].get(b)
+            txn = await own_txn(db, payment_id, money) if money else None
             row = {"payment": payment_id, "kind": kind, "from": a, "to": b, "txn": txn}
             refusal_text = await attempt(
                 db,
@@ -368,6 +546,8 @@ async def test_a_state_update_succeeds_exactly_on_the_lifecycles_edges(db: Db, k
                 accepted.add((a, b))
             else:
                 refused[a, b] = refusal_text
+            if b in reached_on_way(kind, a):
+                bare[a, b] = await attempt(db, (SET_STATE, {"payment": payment_id, "to": b}))
         assert await state_of(db, payment_id) == a  # every attempt was undone
 
     assert accepted == expected
@@ -376,10 +556,9 @@ async def test_a_state_update_succeeds_exactly_on_the_lifecycles_edges(db: Db, k
         # row to `b` can be written: the unique payment + state).
         reason = SAME_STATE_TWICE if b in reached_on_way(kind, a) else NOT_AN_EDGE
         assert reason in text, (a, b, text)
-
-
-def reached_on_way(kind: Kind, state: State) -> set[State]:
-    return {b for _, b in path_to(kind, state)}
+    assert bare
+    for (a, b), alone in bare.items():
+        assert NOT_AN_EDGE in str(alone), (a, b, alone)
 
 
 async def test_the_installed_trigger_lists_exactly_the_lifecycles_edges(
@@ -413,9 +592,69 @@ async def test_a_payment_opens_only_in_its_first_state(db: Db, kind: Kind) -> No
 
 
 @pytest.mark.parametrize("kind", KINDS)
+async def test_an_opening_transition_goes_to_the_first_state(db: Db, kind: Kind) -> None:
+    """A transition from no state, to any state (of either kind) but the kind's first, is
+    refused, whoever writes it, though it names the ledger transaction of the payment's own
+    that its state moves (so no other rule refuses it): the same row from a state with an edge
+    into it is taken. The opening to the first state is taken, and would commit."""
+    player_id = await new_player(db)
+    payment_id = await new_payment(db, player_id, kind, opening=False)
+    first = MACHINES[kind].initial
+    outcomes: dict[tuple[str | None, str], str | None] = {}
+    for state in ALL_STATES:
+        money = MONEY_KINDS[kind].get(state)
+        txn = await own_txn(db, payment_id, money) if money else None
+        froms = {None, came_from(kind, state)} if state in MACHINES[kind].states else {None}
+        for frm in froms:
+            row = {"payment": payment_id, "kind": kind, "from": frm, "to": state, "txn": txn}
+            outcomes[frm, state] = await attempt(db, (TRANSITION, row))
+    assert {key for key, text in outcomes.items() if text is None} == {(None, first)} | {
+        (came_from(kind, state), state) for state in MACHINES[kind].states - {first}
+    }
+    for key, text in outcomes.items():
+        if text is not None:
+            assert OPENS_ELSEWHERE in text, (key, text)
+    # The control, written to stay.
+    await transition(db, payment_id, kind, None, first)
+    await db.run(ALL_IMMEDIATE)
+    rows = "SELECT from_state, to_state FROM payment_transitions WHERE payment_id = :p"
+    assert [tuple(row) for row in await db.conn.execute(sa.text(rows), {"p": payment_id})] == [
+        (None, first)
+    ]
+
+
+async def test_a_withdrawal_opens_with_its_hold_so_cannot_release_anothers(db: Db) -> None:
+    """The hole the rule closes: a withdrawal opened straight into `approved` (a state that
+    moves no money, so with no hold), then rejected, releasing a hold it never made: another
+    withdrawal's of the same player. Its opening is refused, whoever writes it, and the rest
+    with it; opened in `requested` with a hold of its own, the same rejection releases only
+    that, and the other hold stays."""
+    player_id = await new_player(db, cash="50.00")
+    await new_payment(db, player_id, "withdrawal")  # the other withdrawal, holding AMOUNT
+    cash = await account_of(db, player_id, "player_cash")
+    held = await account_of(db, player_id, "player_held")
+    assert (await db.scalar(BALANCE, a=cash), await db.scalar(BALANCE, a=held)) == (4_000, AMOUNT)
+    thief = await new_payment(db, player_id, "withdrawal", opening=False)
+    async with refusal(db, OPENS_ELSEWHERE):
+        await transition(db, thief, "withdrawal", None, "approved")  # no hold
+        await move(db, thief, "withdrawal", "requested", "rejected")  # the other's hold back
+        await db.run(ALL_IMMEDIATE)  # as at commit
+    assert (await db.scalar(BALANCE, a=cash), await db.scalar(BALANCE, a=held)) == (4_000, AMOUNT)
+    assert await state_of(db, thief) == "requested"
+
+    # The control: opened with its hold, the same rejection would commit, and undoes only it.
+    await transition(db, thief, "withdrawal", None, "requested")
+    await move(db, thief, "withdrawal", "requested", "rejected")
+    await db.run(ALL_IMMEDIATE)
+    assert await state_of(db, thief) == "rejected"
+    assert (await db.scalar(BALANCE, a=cash), await db.scalar(BALANCE, a=held)) == (4_000, AMOUNT)
+
+
+@pytest.mark.parametrize("kind", KINDS)
 async def test_a_state_change_needs_its_own_transition_row(db: Db, kind: Kind) -> None:
-    """On every edge: no transition row, or one from another state, and the UPDATE is refused;
-    with the right row it goes through."""
+    """On every edge: no transition row, or one from another state, and the UPDATE is refused
+    (a row from no state is not even written: only an opening has none, and it opens in the
+    first state); with the right row it goes through."""
     player_id = await new_player(db)
     machine = MACHINES[kind]
     for a, b in sorted(machine.edges):
@@ -423,10 +662,12 @@ async def test_a_state_change_needs_its_own_transition_row(db: Db, kind: Kind) -
         async with refusal(db, NO_TRANSITION_ROW):
             await db.run(SET_STATE, payment=payment_id, to=b)
         elsewhere = min(machine.states - {a, b})
-        for wrong_from in (None, elsewhere):
-            async with refusal(db, NO_TRANSITION_ROW):
-                await transition(db, payment_id, kind, wrong_from, b)
-                await db.run(SET_STATE, payment=payment_id, to=b)
+        async with refusal(db, NO_TRANSITION_ROW):
+            await transition(db, payment_id, kind, elsewhere, b)
+            await db.run(SET_STATE, payment=payment_id, to=b)
+        async with refusal(db, OPENS_ELSEWHERE):
+            await transition(db, payment_id, kind, None, b)
+            await db.run(SET_STATE, payment=payment_id, to=b)
         assert await state_of(db, payment_id) == a
         await move(db, payment_id, kind, a, b)
         assert await state_of(db, payment_id) == b
@@ -435,11 +676,11 @@ async def test_a_state_change_needs_its_own_transition_row(db: Db, kind: Kind) -
 @pytest.mark.parametrize("kind", KINDS)
 async def test_a_payment_reaches_each_state_once(db: Db, kind: Kind) -> None:
     """A second transition to a state the payment has reached is refused: a redelivered
-    "confirmed" cannot credit twice. The opening row too."""
+    "confirmed" cannot credit twice. The opening row too (a withdrawal's, with a hold of its
+    own: the refusal is the state's, not the ledger transaction's)."""
     player_id = await new_player(db)
     machine = MACHINES[kind]
-    opening = await new_payment(db, player_id, kind)
-    await transition(db, opening, kind, None, machine.initial)
+    opening = await new_payment(db, player_id, kind)  # with its opening row
     async with refusal(db, SAME_STATE_TWICE):
         await transition(db, opening, kind, None, machine.initial)
     for a, b in sorted(machine.edges):
@@ -455,6 +696,47 @@ async def test_a_payment_reaches_each_state_once(db: Db, kind: Kind) -> None:
             )
             == 1
         )
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_payment_commits_only_with_its_opening_transition(db: Db, kind: Kind) -> None:
+    """Checked when the transaction commits (run here on demand): a payment with no transition,
+    or with only a step that is not its opening, is refused; with its opening row, written
+    after the payment, it commits, by hand or through the service."""
+    machine = MACHINES[kind]
+    player_id = await new_player(db, cash="50.00")
+    async with refusal(db, NOT_OPENED):
+        await new_payment(db, player_id, kind, opening=False)  # accepted until the check runs
+        await db.run(ALL_IMMEDIATE)
+    a, b = min(
+        (a, b) for a, b in machine.edges if a == machine.initial and not MONEY_KINDS[kind].get(b)
+    )
+    async with refusal(db, NOT_OPENED):
+        payment_id = await new_payment(db, player_id, kind, opening=False)
+        await transition(db, payment_id, kind, a, b)
+        await db.run(ALL_IMMEDIATE)
+
+    # The controls. By hand: the opening row names the payment's own hold where it holds,
+    # with its postings (cash to held, from the player's own 50.00), so the ledger's
+    # double-entry check passes too.
+    payment_id = await new_payment(db, player_id, kind, opening=False)
+    money = MONEY_KINDS[kind].get(machine.initial)
+    txn = None
+    if money is not None:
+        assert money == "withdrawal_hold"
+        txn = await own_txn(db, payment_id, money)
+    opening = {"kind": kind, "from": None, "to": machine.initial, "txn": txn}
+    await db.run(TRANSITION, payment=payment_id, **opening)
+    service_made = await opened(db, kind)
+    await db.run(ALL_IMMEDIATE)
+    for made in (payment_id, service_made):
+        assert await state_of(db, made) == machine.initial
+    held = AMOUNT if money is not None else 0  # the hand-made hold, not topped up
+    balances = {
+        account: await db.scalar(BALANCE, a=await account_of(db, player_id, account))
+        for account in ("player_cash", "player_held")
+    }
+    assert balances == {"player_cash": 5_000 - held, "player_held": held}
 
 
 # -- 3. what a payment is never changes -------------------------------------------------------
@@ -507,16 +789,20 @@ async def test_what_a_payment_is_cannot_change(db: Db, kind: Kind) -> None:
     assert "needs_review" in changed
 
 
+BIND = (
+    "UPDATE payments SET provider = :provider, provider_ref = :ref, redirect_url = :url"
+    " WHERE id = :p"
+)
+
+
 @pytest.mark.parametrize("kind", KINDS)
 async def test_the_provider_is_set_once_and_never_changed(db: Db, kind: Kind) -> None:
     payment_id = await opened(db, kind)
     url = "https://fastpay.example/pay/1" if kind == "deposit" else None
-    bind = "UPDATE payments SET provider = :provider, provider_ref = :ref, redirect_url = :url"
-    bind += " WHERE id = :p"
     async with refusal(db, "ck_payments_provider_ref"):  # a provider names its reference
         await db.run("UPDATE payments SET provider = 'fastpay' WHERE id = :p", p=payment_id)
     ref = f"fp_{payment_id.hex}"
-    assert await db.run(bind, provider="fastpay", ref=ref, url=url, p=payment_id) == 1  # once
+    assert await db.run(BIND, provider="fastpay", ref=ref, url=url, p=payment_id) == 1  # once
     changes = [
         "provider = 'slowpay'",
         "provider_ref = provider_ref || '-2'",
@@ -539,7 +825,41 @@ async def test_the_provider_is_set_once_and_never_changed(db: Db, kind: Kind) ->
     # Nor can another payment take the same provider reference.
     other = await opened(db, kind)
     async with refusal(db, "uq_payments_provider_provider_ref"):
-        await db.run(bind, provider="fastpay", ref=ref, url=None, p=other)
+        await db.run(BIND, provider="fastpay", ref=ref, url=None, p=other)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_provider_is_one_of_the_routes_and_a_redirect_needs_one(db: Db, kind: Kind) -> None:
+    """A payment is bound only to a provider on its routes (exactly as spelt), and a redirect
+    URL only comes with a provider."""
+    payment_id = await opened(db, kind)
+    assert await db.scalar("SELECT routes FROM payments WHERE id = :p", p=payment_id) == ROUTES
+    outcomes = {
+        (provider, with_url): await attempt(
+            db,
+            (
+                BIND,
+                {
+                    "provider": provider,
+                    "ref": None if provider is None else f"{provider}_{payment_id.hex}",
+                    "url": "https://psp.example/pay/1" if with_url else None,
+                    "p": payment_id,
+                },
+            ),
+        )
+        for provider in (None, *ROUTES, "otherpay", ROUTES[0].upper())
+        for with_url in (False, True)
+    }
+    assert {key for key, text in outcomes.items() if text is None} == {
+        (None, False),  # unbound, as opened
+        *((route, with_url) for route in ROUTES for with_url in (False, True)),
+    }
+    for (provider, with_url), text in outcomes.items():
+        if text is not None:
+            reason = NO_REDIRECT_WITHOUT_PROVIDER if provider is None else NOT_A_ROUTE
+            assert reason in text, (provider, with_url, text)
+    row = "SELECT provider, redirect_url FROM payments WHERE id = :p"
+    assert tuple((await db.conn.execute(sa.text(row), {"p": payment_id})).one()) == (None, None)
 
 
 # -- 4. history is append-only ----------------------------------------------------------------
@@ -586,6 +906,9 @@ async def test_payments_and_their_history_cannot_be_deleted_or_rewritten(db: Db)
     )
     counts = (await db.conn.execute(sa.text(COUNTS), {"p": payment_id})).one()
     assert tuple(counts) == (1, 2, 1, 1)  # a row in each, for the row triggers to fire on
+    # The rows would commit; and TRUNCATE refuses a table with deferred checks still pending
+    # before any trigger of its own could.
+    await db.run(ALL_IMMEDIATE)
 
     outcomes = {edit: await attempt(db, (edit, {"p": payment_id})) for edit in HISTORY_EDITS}
     assert {edit for edit, text in outcomes.items() if text is None} == set()
@@ -598,21 +921,25 @@ async def test_the_payment_triggers_are_enabled_always(owner_engine: AsyncEngine
     async with owner_engine.connect() as conn:
         rows = await conn.execute(
             sa.text(
-                "SELECT c.relname, t.tgname, t.tgenabled FROM pg_trigger t"
-                " JOIN pg_class c ON c.oid = t.tgrelid WHERE NOT t.tgisinternal"
-                " AND c.relname = ANY (:tables)"
+                "SELECT c.relname, t.tgname, t.tgenabled, t.tgdeferrable AND t.tginitdeferred"
+                " FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
+                " WHERE NOT t.tgisinternal AND c.relname = ANY (:tables)"
             ),
             {"tables": ["payments", *APPEND_ONLY]},
         )
-        enabled = {(table, name): mode for table, name, mode in rows}
+        found = {(table, name): (mode, deferred) for table, name, mode, deferred in rows}
     expected = {
         ("payments", "payments_rules"),
+        ("payments", "payments_opened"),
         ("payments", "payments_no_delete"),
         ("payments", "payments_no_truncate"),
+        ("payment_transitions", "payment_transitions_money"),
         *((t, f"{t}_{what}") for t in APPEND_ONLY for what in ("no_update_delete", "no_truncate")),
     }
-    assert expected <= enabled.keys()
-    assert {enabled[key] for key in expected} == {"A"}, enabled
+    assert expected <= found.keys()
+    assert {found[key][0] for key in expected} == {"A"}, found
+    # The opening is checked at commit: a payment's transitions are written after it.
+    assert {key for key in expected if found[key][1]} == {("payments", "payments_opened")}
 
 
 # -- 5. money moves where the lifecycle says --------------------------------------------------
@@ -622,46 +949,225 @@ async def test_the_payment_triggers_are_enabled_always(owner_engine: AsyncEngine
 async def test_a_transition_names_a_ledger_transaction_exactly_where_money_moves(
     db: Db, kind: Kind
 ) -> None:
+    """A row to each state, with no ledger transaction or with one of the payment's own of
+    each kind a payment of this kind moves: accepted exactly with none where no money moves
+    and with the lifecycle's kind where it does. The CHECK refuses a missing one where money
+    moves, and one where none does even when the link trigger takes its kind."""
     player_id = await new_player(db)
-    payment_id = await new_payment(db, player_id, kind)
-    accepted = set()
+    # No opening row: each row below (the opening one, or one from a state with an edge into
+    # its state) is a try, undone.
+    payment_id = await new_payment(db, player_id, kind, opening=False)
+    accepted: set[tuple[str, str | None]] = set()
+    by_check: set[tuple[str, str | None]] = set()
     for state in sorted(MACHINES[kind].states):
-        for with_txn in (False, True):
-            txn = await house_txn(db) if with_txn else None
+        for money in (None, *sorted(set(MONEY_KINDS[kind].values()))):
+            txn = await own_txn(db, payment_id, money) if money else None
             refused = await attempt(
                 db,
                 (
                     TRANSITION,
-                    {"payment": payment_id, "kind": kind, "from": None, "to": state, "txn": txn},
+                    {
+                        "payment": payment_id,
+                        "kind": kind,
+                        "from": came_from(kind, state),
+                        "to": state,
+                        "txn": txn,
+                    },
                 ),
             )
             if refused is None:
-                accepted.add((state, with_txn))
-            else:
-                assert MONEY_CHECK in refused, (state, with_txn, refused)
-    assert accepted == {(state, state in MONEY_STATES[kind]) for state in MACHINES[kind].states}
+                accepted.add((state, money))
+            elif MONEY_CHECK in refused:
+                by_check.add((state, money))
+            else:  # a kind the link trigger does not take there, refused first
+                assert NOT_ITS_OWN in refused, (state, money, refused)
+    assert accepted == {(state, MONEY_KINDS[kind].get(state)) for state in MACHINES[kind].states}
+    assert {state for state, money in by_check if money is None} == MONEY_STATES[kind]
+    assert {state for state, money in by_check if money is not None} == (
+        MACHINES[kind].states - MONEY_STATES[kind]
+    )
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_transition_moves_its_own_payments_money(db: Db, kind: Kind) -> None:
+    """Where a step moves money, its ledger transaction is the payment's own (its player's,
+    under its reference) and of the kind the lifecycle says; any other is refused, whoever
+    writes the row."""
+    player_id = await new_player(db)
+    other_player = await new_player(db)
+    # No opening row: each row below (the opening one, or one from a state with an edge into
+    # its state) is a try, undone.
+    payment_id = await new_payment(db, player_id, kind, opening=False)
+    sibling = await new_payment(db, player_id, kind)  # another payment of the same player
+    reference = f"payment:{payment_id}"
+    outcomes: dict[tuple[str, str], str | None] = {}
+    for state, money in sorted(MONEY_KINDS[kind].items()):
+        candidates = {
+            "its own": await own_txn(db, payment_id, money),
+            "its sibling's": await own_txn(db, sibling, money),
+            "unreferenced": await player_txn(db, player_id, money, None),
+            "under another reference": await player_txn(db, player_id, money, f"{reference}x"),
+            "another player's": await player_txn(db, other_player, money, reference),
+            "the house's": await house_txn(db),
+            **{
+                f"its own {other}": await own_txn(db, payment_id, other)
+                for other in sorted(PAYMENT_GATE)
+                if other != money
+            },
+        }
+        for name, txn in candidates.items():
+            frm = came_from(kind, state)
+            row = {"payment": payment_id, "kind": kind, "from": frm, "to": state, "txn": txn}
+            outcomes[state, name] = await attempt(db, (TRANSITION, row))
+    assert {key for key, text in outcomes.items() if text is None} == {
+        (state, "its own") for state in MONEY_KINDS[kind]
+    }
+    for (state, name), text in outcomes.items():
+        if text is not None:
+            expected = f"{NOT_ITS_OWN} {MONEY_KINDS[kind][state]} ledger transaction"
+            assert expected in text, (state, name, text)
+    assert (
+        await db.scalar(
+            "SELECT count(*) FROM payment_transitions WHERE payment_id = :p", p=payment_id
+        )
+        == 0
+    )
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_transition_moves_its_payments_amount_on_the_players_side(
+    db: Db, kind: Kind
+) -> None:
+    """Where a step moves money, its ledger transaction (the payment's own, of the kind the
+    step moves) posts exactly the step's legs of the payment's amount on the player's accounts:
+    one moving another sum, that sum only on a house leg, the legs the wrong way round, or an
+    extra posting on the player's accounts is refused, whoever writes the row."""
+    player_id = await new_player(db, cash="50.00")
+    payment_id = await new_payment(db, player_id, kind, opening=False)
+    clearing = await house(db, "psp_clearing")
+    adjustment = await house(db, "manual_adjustment")
+    outcomes: dict[tuple[str, str], str | None] = {}
+    for state, money in sorted(MONEY_KINDS[kind].items()):
+        (account, sign), *_ = LEGS[money]
+        player_leg = await account_of(db, player_id, account)
+        candidates = {
+            "its amount": (payment_id, await own_txn(db, payment_id, money)),
+            **{
+                name: (
+                    payment_id,
+                    await own_txn(db, payment_id, money, await legs_of(db, player_id, money, sum_)),
+                )
+                for name, sum_ in (
+                    ("a minor unit more", AMOUNT + 1),
+                    ("a minor unit less", AMOUNT - 1),
+                    ("twice its amount", 2 * AMOUNT),
+                )
+            },
+            "its amount on a house leg only": (
+                payment_id,
+                await own_txn(
+                    db,
+                    payment_id,
+                    money,
+                    [
+                        (player_leg, sign * (AMOUNT - 1)),
+                        (clearing, -sign * AMOUNT),
+                        (adjustment, sign),
+                    ],
+                ),
+            ),
+            "its legs the wrong way round": (
+                payment_id,
+                await own_txn(
+                    db,
+                    payment_id,
+                    money,
+                    [(a, -m) for a, m in await legs_of(db, player_id, money)],
+                ),
+            ),
+            "an extra posting on the player's accounts": (
+                payment_id,
+                await own_txn(
+                    db,
+                    payment_id,
+                    money,
+                    [
+                        *await legs_of(db, player_id, money),
+                        (await account_of(db, player_id, "player_cash"), 1),
+                        (adjustment, -1),
+                    ],
+                ),
+            ),
+        }
+        for name, (payment, txn) in candidates.items():
+            frm = came_from(kind, state)
+            row = {"payment": payment, "kind": kind, "from": frm, "to": state, "txn": txn}
+            outcomes[state, name] = await attempt(db, (TRANSITION, row))
+    assert {key for key, text in outcomes.items() if text is None} == {
+        (state, "its amount") for state in MONEY_KINDS[kind]
+    }
+    for (state, name), text in outcomes.items():
+        if text is not None:
+            expected = f"{NOT_ITS_OWN} {MONEY_KINDS[kind][state]} ledger transaction"
+            assert expected in text, (state, name, text)
+    assert (
+        await db.scalar(
+            "SELECT count(*) FROM payment_transitions WHERE payment_id = :p", p=payment_id
+        )
+        == 0
+    )
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_payment_is_in_its_players_currency(db: Db, kind: Kind) -> None:
+    """An EUR payment of a player whose wallet is in USD could never move money: refused as it
+    is inserted, whoever writes it."""
+    dollar_player = await new_player(db, currency="USD")
+    euro_player = await new_player(db)
+    for player, refused in ((dollar_player, True), (euro_player, False)):
+        row = {
+            "id": uuid.uuid4(),
+            "kind": kind,
+            "player": player,
+            "amount": AMOUNT,
+            "state": MACHINES[kind].initial,
+            "routes": ROUTES,
+            "decision": await decision(db, player, kind),
+        }
+        text = await attempt(db, (PAYMENT, row))
+        if refused:
+            assert text is not None
+            assert "not in the currency of its player's wallet" in text
+        else:
+            assert text is None
 
 
 async def test_one_ledger_transaction_backs_one_transition(db: Db) -> None:
+    """The same ledger transaction cannot back a second transition: not a second step of its
+    payment (the unique constraint: a withdrawal's rejection and its failure both release), nor
+    another payment's step (not that one's own: the link trigger refuses it first)."""
     player_id = await new_player(db)
-    first = await new_payment(db, player_id, "deposit")
-    second = await new_payment(db, player_id, "deposit")
-    withdrawal = await new_payment(db, player_id, "withdrawal")
-    txn = await house_txn(db)
-    insert = {"kind": "deposit", "from": "initiated", "to": "confirmed", "txn": txn}
-    await db.run(TRANSITION, payment=first, **insert)
-    async with refusal(db, SAME_LEDGER_TXN):  # another payment's credit
-        await db.run(TRANSITION, payment=second, **insert)
-    held = await house_txn(db)
-    withdrawal_row = {"kind": "withdrawal", "from": None, "to": "requested", "txn": held}
-    await db.run(TRANSITION, payment=withdrawal, **withdrawal_row)
-    async with refusal(db, SAME_LEDGER_TXN):  # its release under the hold's transaction
-        await db.run(
-            TRANSITION,
-            payment=withdrawal,
-            **(withdrawal_row | {"from": "requested", "to": "rejected"}),
-        )
-    await db.run(TRANSITION, payment=second, **(insert | {"txn": await house_txn(db)}))  # control
+    first = await new_payment(db, player_id, "withdrawal")
+    second = await new_payment(db, player_id, "withdrawal")
+    release = await own_txn(db, first, "withdrawal_release")
+    rejected = {"kind": "withdrawal", "from": "requested", "to": "rejected", "txn": release}
+    failed = rejected | {"from": "approved", "to": "failed"}
+    await db.run(TRANSITION, payment=first, **rejected)
+    async with refusal(db, SAME_LEDGER_TXN):  # its failure under the rejection's release
+        await db.run(TRANSITION, payment=first, **failed)
+    async with refusal(db, NOT_ITS_OWN):  # another payment's rejection
+        await db.run(TRANSITION, payment=second, **rejected)
+    # The controls: each under a release of its own.
+    await db.run(
+        TRANSITION,
+        payment=first,
+        **(failed | {"txn": await own_txn(db, first, "withdrawal_release")}),
+    )
+    await db.run(
+        TRANSITION,
+        payment=second,
+        **(rejected | {"txn": await own_txn(db, second, "withdrawal_release")}),
+    )
 
 
 # -- 6. the gate's map for the payment kinds --------------------------------------------------
@@ -689,17 +1195,6 @@ async def with_a_hold(db: Db) -> tuple[uuid.UUID, Accounts]:
     assert wallet.held is not None
     assert (wallet.cash_balance, wallet.held_balance) == (4_000, AMOUNT)
     return player_id, Accounts(wallet.cash.id, wallet.held.id, clearing.id)
-
-
-LEDGER_TXN = (
-    "INSERT INTO ledger_transactions (kind, created_at, player_id, decision_id)"
-    " VALUES (:kind, now(), :player, :decision) RETURNING id"
-)
-POSTING = (
-    "INSERT INTO postings (transaction_id, account_id, shard, currency, amount, posted_at)"
-    " VALUES (:t, :a, 0, 'EUR', :m, now())"
-)
-BALANCE = "SELECT sum(balance) FROM balances WHERE account_id = :a"
 
 
 @pytest.mark.parametrize("kind", sorted(PAYMENT_GATE))
@@ -748,7 +1243,7 @@ async def test_a_payment_ledger_transaction_needs_the_decision_of_its_action(
     }
 
 
-# -- 7. one held account per player, never negative -------------------------------------------
+# -- 7. one account of each kind per player; the held one never negative ----------------------
 
 HELD_ACCOUNTS = (
     "SELECT a.id, a.code, a.currency, a.allow_negative, a.balance_shards,"
@@ -806,6 +1301,49 @@ async def test_a_held_account_never_goes_negative(db: Db) -> None:
             code=f"player:{player_id}:held-2",
             p=player_id,
         )
+
+
+ACCOUNT = (
+    "INSERT INTO accounts (code, kind, currency, player_id, allow_negative, balance_shards,"
+    " created_at) VALUES (:code, :kind, :currency, :p, :negative, 1, now())"
+)
+PLAYER_KINDS = ("player_cash", "player_bonus", "player_held")
+
+
+async def test_a_player_has_one_account_of_each_kind(db: Db) -> None:
+    """A second account of a kind the player has is refused, in any currency: the wallet
+    finds a player's accounts by kind. A first one is not, nor several house accounts of one
+    kind."""
+    player_id = await new_player(db)
+    for kind in PLAYER_KINDS:
+        for currency in ("EUR", "USD"):
+            async with refusal(db, ONE_OF_A_KIND):
+                await db.run(
+                    ACCOUNT,
+                    code=f"player:{player_id}:{kind}:{currency}",
+                    kind=kind,
+                    currency=currency,
+                    p=player_id,
+                    negative=False,
+                )
+    # A player written by hand has no account yet: the first of each kind opens, the next not.
+    bare = uuid.uuid4()
+    await db.run(
+        "INSERT INTO players (id, currency, jurisdiction, created_at)"
+        " VALUES (:id, 'EUR', 'MT', now())",
+        id=bare,
+    )
+    for kind in PLAYER_KINDS:
+        account = {"kind": kind, "currency": "EUR", "p": bare, "negative": False}
+        assert await db.run(ACCOUNT, code=f"player:{bare}:{kind}", **account) == 1
+        async with refusal(db, ONE_OF_A_KIND):
+            await db.run(ACCOUNT, code=f"player:{bare}:{kind}:2", **account)
+    found = "SELECT count(*) FROM accounts WHERE player_id = :p"
+    assert await db.scalar(found, p=bare) == len(PLAYER_KINDS)
+    # The rule is the players': the house may have several accounts of one kind.
+    for n in (1, 2):
+        house = {"kind": "manual_adjustment", "currency": "EUR", "p": None, "negative": True}
+        assert await db.run(ACCOUNT, code=f"house:{bare}:{n}", **house) == 1
 
 
 @pytest.mark.commits
