@@ -8,8 +8,8 @@ What PostgreSQL refuses, whatever the code does:
   payment committed without its opening transition;
 - a payment in another currency than its player's wallet;
 - a transition whose ledger transaction is not its payment's own (reference, player, exactly
-  the step's postings of the payment's amount on the player's accounts — cash +, cash − and
-  held +, held − and cash +, held −) or not of the kind its step moves (deposit,
+  the step's postings of the payment's amount on the player's accounts — cash +, cash - and
+  held +, held - and cash +, held -) or not of the kind its step moves (deposit,
   withdrawal_hold, withdrawal_release, withdrawal_payout); an opening transition to anything
   but the first state (so a withdrawal always opens with its hold);
 - a second account of one kind for a player;
