@@ -657,8 +657,8 @@ class Probe:
                 adapter, "parse_webhook", lambda fn: self.sync_step("verify signature + parse", fn)
             )
         wrap(cashier, "_stored", step("replay-store lookup"))
-        wrap(service, "get", step("lock player + payment (x2)"))
-        wrap(service, "apply", step("apply (wallet, clearing, transition, state)"))
+        wrap(service, "get", step("lock player + payment"))
+        wrap(service, "move", step("move (wallet, clearing, transition, state)"))
         wrap(ledger, "post", step("ledger post (+ ledger.posted)"))
         wrap(journal, "record", step("journal event"))
         for name in ("one", "all_rows", "scalar", "run"):
