@@ -122,7 +122,7 @@ async def auditor(principal: Annotated[Principal, Depends(authenticate)]) -> Pri
     return principal
 
 
-def idempotency_key(request: Request) -> str:
+async def idempotency_key(request: Request) -> str:  # async: no worker thread (app/gating.py)
     key = request.headers.get("Idempotency-Key", "")
     if not key:
         raise BadRequest("idempotency_key_missing", "mutating calls need an Idempotency-Key header")

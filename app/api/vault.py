@@ -37,7 +37,7 @@ async def _vault_uow(request: Request) -> AsyncIterator[UnitOfWork]:
         yield uow
 
 
-def _keys(request: Request) -> KeyProvider:
+async def _keys(request: Request) -> KeyProvider:
     keys: KeyProvider = request.app.state.vault_keys
     return keys
 
