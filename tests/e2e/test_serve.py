@@ -266,6 +266,9 @@ def test_cli_help_lists_every_command() -> None:
         "client",
         "audit",
         "vault",
+        "policy",
+        "payments",
+        "psp-sim",
     )
     for command in commands:
         assert re.search(rf"│ {command}\s", out), command
