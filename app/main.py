@@ -5,6 +5,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 import httpx
 from fastapi import FastAPI
@@ -18,6 +19,7 @@ from app.gating import build_cashier, build_gate
 from app.runtime import vault_keys
 from audit import keys
 from compliance import jurisdictions
+from compliance.cashier import Cashier
 from compliance.vault.keys import KeyProvider
 from core import clients
 from core.journal import EventContext
@@ -82,6 +84,27 @@ async def forget_old_nonces(uows: UnitOfWorkFactory, settings: Settings) -> None
             log.exception("forgetting old nonces failed")
 
 
+EXPIRY_EVERY_S = 60.0
+EXPIRY_CONTEXT = EventContext(actor="server", trace_id="deposit-expiry")
+
+
+async def expire_abandoned_deposits(
+    cashier: Cashier, *, older_than: timedelta, every_s: float = EXPIRY_EVERY_S
+) -> None:
+    """Every minute, end deposits the player left on the provider's payment page: they stop
+    counting towards the deposit limits (the lifecycle's "expired", caused by our timer)."""
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            expired = await cashier.expire(older_than=older_than, ctx=EXPIRY_CONTEXT)
+            if expired:
+                log.info("expired %d abandoned deposit(s)", expired)
+        except Exception:  # housekeeping must never take the server down
+            if auditing.stopping():
+                raise
+            log.exception("expiring abandoned deposits failed")
+
+
 async def record_gate_settings(uows: UnitOfWorkFactory, settings: Settings) -> None:
     """At start: journal the jurisdiction settings file if it changed since the last start."""
     path = settings.jurisdictions_file or jurisdictions.JURISDICTIONS
@@ -120,6 +143,15 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await record_gate_settings(uow_factory, settings)
         tasks = [asyncio.create_task(forget_old_nonces(uow_factory, settings))]
+        if settings.deposit_expiry_minutes > 0:
+            tasks.append(
+                asyncio.create_task(
+                    expire_abandoned_deposits(
+                        app.state.cashier,
+                        older_than=timedelta(minutes=settings.deposit_expiry_minutes),
+                    )
+                )
+            )
         if settings.audit_in_server:
             tasks.append(
                 asyncio.create_task(

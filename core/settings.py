@@ -47,6 +47,8 @@ class Settings:
     # Payment providers and routes (core/payments/routing.py); None: the example file, which
     # points at the local simulator (`pitwarden psp-sim`).
     payments_config: Path | None = None
+    # A deposit still initiated or pending this long is expired by the server (0: never).
+    deposit_expiry_minutes: int = 60
     # The KYT deny list of crypto addresses; None: compliance/data/kyt_deny_list.csv.
     kyt_deny_list: Path | None = None
     # Player tokens: the Ed25519 signing key (default <data_dir>/secrets/player-token-key).
@@ -105,6 +107,7 @@ class Settings:
                 if env.get("PITWARDEN_PAYMENTS_CONFIG")
                 else None
             ),
+            deposit_expiry_minutes=int(env.get("PITWARDEN_DEPOSIT_EXPIRY_MINUTES", "60")),
             kyt_deny_list=(
                 Path(env["PITWARDEN_KYT_DENY_LIST"]).resolve()
                 if env.get("PITWARDEN_KYT_DENY_LIST")

@@ -16,6 +16,7 @@ from app.auth import IdempotencyKey, Operator, Uow
 from app.player_auth import PlayerPrincipal, tokens
 from compliance import denials
 from core import journal, players
+from core.payments import service
 
 PLAYER_ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": schemas.ErrorResponse, "description": text}
@@ -150,6 +151,18 @@ async def my_refusals(
             for d in found
         ]
     )
+
+
+@player_api.get("/payments", response_model=list[schemas.PaymentView])
+async def my_payments(
+    uow: Uow,
+    player: PlayerPrincipal,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> list[schemas.PaymentView]:
+    """My deposits and withdrawals, newest first, each in its state (a withdrawal waiting for
+    review says so with `needs_review`); a refused one is in `/v1/me/decisions` with its reason."""
+    found = await service.find(uow, player_id=player.player_id, limit=limit)
+    return [schemas.PaymentView.of(payment) for payment in found]
 
 
 router.include_router(sessions)

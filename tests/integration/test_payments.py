@@ -567,3 +567,32 @@ async def test_during_a_secret_rotation_both_secrets_sign_and_receipts_outlive_a
     finally:
         await restarted.http.aclose()
     assert await factories.balance(api, player) == "30.00"
+
+
+async def test_players_see_their_own_payments_and_why_one_was_refused(
+    api: Api, uows: UnitOfWorkFactory
+) -> None:
+    use_fake_providers(api)
+    player = await verified_player(uows, api, "100.00")
+    other = await factories.committed_player(uows)
+    paid_in = ok(await deposit(api, player, "10.00"))
+    paid_out = ok(await withdraw(api, player, "30.00"))
+    ok(await deposit(api, other, "5.00"))
+    refused = await withdraw(api, player, "10.00", method="crypto", destination=DENIED_ADDRESS)
+    assert refused.status_code == 403
+    minted = ok(await api.operator.post(f"/v1/admin/players/{player}/session", {}))
+    mine = await api.http.get(
+        "/v1/me/payments", headers={"Authorization": f"Bearer {minted['token']}"}
+    )
+    assert mine.status_code == 200, mine.text
+    assert [(p["payment_id"], p["state"]) for p in mine.json()] == [
+        (paid_out["payment_id"], "sent"),
+        (paid_in["payment_id"], "initiated"),
+    ]
+    why = await api.http.get(
+        "/v1/me/decisions", headers={"Authorization": f"Bearer {minted['token']}"}
+    )
+    assert [(d["action"], d["reason_code"]) for d in why.json()["decisions"]] == [
+        ("withdrawal", "destination_denied")
+    ]
+    assert (await api.http.get("/v1/me/payments")).status_code == 401

@@ -2,12 +2,13 @@
 a query on its way (psycopg closes the connection, and the rollback after it fails)."""
 
 import asyncio
+from datetime import timedelta
 from types import TracebackType
 from typing import Any, Self
 
 import pytest
 
-from app import auditing
+from app import auditing, main
 
 
 class BrokenOnCancel:
@@ -75,6 +76,29 @@ async def test_an_ordinary_failure_does_not_stop_the_loop() -> None:
     await asyncio.sleep(auditing.POLL_S * 2.5)
     assert not task.done()
     assert calls >= 2  # it logged, waited and tried again
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_abandoned_deposits_are_expired_every_round_and_failures_do_not_stop_it() -> None:
+    asked: list[timedelta] = []
+
+    class Cashier:
+        async def expire(self, *, older_than: timedelta, ctx: object) -> int:
+            del ctx
+            asked.append(older_than)
+            if len(asked) == 1:
+                raise ConnectionError("the database restarted")
+            return 1
+
+    cashier: Any = Cashier()
+    task = asyncio.create_task(
+        main.expire_abandoned_deposits(cashier, older_than=timedelta(hours=1), every_s=0.01)
+    )
+    await asyncio.sleep(0.1)
+    assert len(asked) >= 3  # the failure was logged and the next round came
+    assert set(asked) == {timedelta(hours=1)}
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
