@@ -442,6 +442,7 @@ async def test_the_player_api_is_documented(api: Api) -> None:
         ("/v1/me/limits", "post"),
         ("/v1/me/exclusions", "post"),
         ("/v1/me/decisions", "get"),
+        ("/v1/me/payments", "get"),
     ):
         operation = paths[path][method]
         assert operation["tags"] == ["player"], path
@@ -462,7 +463,7 @@ async def test_no_player_request_gets_a_server_error(api: Api, uows: UnitOfWorkF
     operations = [
         op.ok() for op in schema.get_all_operations() if op.ok().path.startswith("/v1/me/")
     ]
-    assert len(operations) == 4
+    assert len(operations) == 5
     failures: list[str] = []
 
     async def send(case: Any) -> httpx.Response:
