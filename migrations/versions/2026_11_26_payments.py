@@ -12,6 +12,7 @@ What PostgreSQL refuses, whatever the code does:
   held +, held - and cash +, held -) or not of the kind its step moves (deposit,
   withdrawal_hold, withdrawal_release, withdrawal_payout); an opening transition to anything
   but the first state (so a withdrawal always opens with its hold);
+- a ledger transaction of a payment kind committed without the payment step that names it;
 - a second account of one kind for a player;
 - a state change that is not an edge of the lifecycle (core/payments/lifecycle.py, copied here
   as it stands today; tests/integration/test_payments_db.py checks that both agree), or that has
@@ -370,6 +371,21 @@ END $$;
 CREATE CONSTRAINT TRIGGER payments_opened AFTER INSERT ON payments
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION pw_payment_opened();
 ALTER TABLE payments ENABLE ALWAYS TRIGGER payments_opened;
+
+-- The other way round: a payment kind of ledger transaction exists only as a payment's step.
+CREATE FUNCTION pw_payment_money_has_its_step() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM payment_transitions WHERE ledger_transaction_id = NEW.id) THEN
+        RAISE EXCEPTION 'ledger transaction % (%) moves payment money outside a payment''s step',
+            NEW.id, NEW.kind USING ERRCODE = 'check_violation';
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER ledger_transactions_payment_step AFTER INSERT ON ledger_transactions
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+    WHEN (NEW.kind IN ('deposit', 'withdrawal_hold', 'withdrawal_release', 'withdrawal_payout'))
+    EXECUTE FUNCTION pw_payment_money_has_its_step();
+ALTER TABLE ledger_transactions ENABLE ALWAYS TRIGGER ledger_transactions_payment_step;
 """)
 
 
@@ -401,8 +417,10 @@ def downgrade() -> None:
     )
     for table in ("webhook_receipts", "payment_attempts", "payment_transitions", "payments"):
         op.drop_table(table)
+    op.execute("DROP TRIGGER ledger_transactions_payment_step ON ledger_transactions")
     op.execute(
-        "DROP FUNCTION pw_payment_rules(), pw_payment_transition_money(), pw_payment_opened()"
+        "DROP FUNCTION pw_payment_rules(), pw_payment_transition_money(), pw_payment_opened(),"
+        " pw_payment_money_has_its_step()"
     )
     op.drop_index("uq_accounts_player_id_kind", table_name="accounts")
     op.execute(

@@ -614,9 +614,10 @@ async def test_an_opening_transition_goes_to_the_first_state(db: Db, kind: Kind)
     for key, text in outcomes.items():
         if text is not None:
             assert OPENS_ELSEWHERE in text, (key, text)
-    # The control, written to stay.
+    # The control, written to stay (the candidates' ledger transactions, named by no step, would
+    # not commit: only the checks on the payment and on double entry are run here).
     await transition(db, payment_id, kind, None, first)
-    await db.run(ALL_IMMEDIATE)
+    await db.run("SET CONSTRAINTS payments_opened, ledger_transactions_balanced IMMEDIATE")
     rows = "SELECT from_state, to_state FROM payment_transitions WHERE payment_id = :p"
     assert [tuple(row) for row in await db.conn.execute(sa.text(rows), {"p": payment_id})] == [
         (None, first)
@@ -925,7 +926,7 @@ async def test_the_payment_triggers_are_enabled_always(owner_engine: AsyncEngine
                 " FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
                 " WHERE NOT t.tgisinternal AND c.relname = ANY (:tables)"
             ),
-            {"tables": ["payments", *APPEND_ONLY]},
+            {"tables": ["payments", "ledger_transactions", *APPEND_ONLY]},
         )
         found = {(table, name): (mode, deferred) for table, name, mode, deferred in rows}
     expected = {
@@ -934,12 +935,17 @@ async def test_the_payment_triggers_are_enabled_always(owner_engine: AsyncEngine
         ("payments", "payments_no_delete"),
         ("payments", "payments_no_truncate"),
         ("payment_transitions", "payment_transitions_money"),
+        ("ledger_transactions", "ledger_transactions_payment_step"),
         *((t, f"{t}_{what}") for t in APPEND_ONLY for what in ("no_update_delete", "no_truncate")),
     }
     assert expected <= found.keys()
     assert {found[key][0] for key in expected} == {"A"}, found
-    # The opening is checked at commit: a payment's transitions are written after it.
-    assert {key for key in expected if found[key][1]} == {("payments", "payments_opened")}
+    # Checked at commit: a payment's transitions are written after it, and a step's ledger
+    # transaction before the transition that names it.
+    assert {key for key in expected if found[key][1]} == {
+        ("payments", "payments_opened"),
+        ("ledger_transactions", "ledger_transactions_payment_step"),
+    }
 
 
 # -- 5. money moves where the lifecycle says --------------------------------------------------
@@ -1237,10 +1243,14 @@ async def test_a_payment_ledger_transaction_needs_the_decision_of_its_action(
     )
     for account, amount in legs:
         await db.run(POSTING, t=txn, a=account, m=amount)
-    await db.run("SET CONSTRAINTS ALL IMMEDIATE")  # the double-entry check, as at commit
+    await db.run("SET CONSTRAINTS ledger_transactions_balanced IMMEDIATE")  # double entry holds
     assert {account: await db.scalar(BALANCE, a=account) for account, _ in legs} == {
         account: before[account] + amount for account, amount in legs
     }
+    # ...but money of a payment kind moves only as a payment's step: this one names none.
+    outside = await attempt(db, ("SET CONSTRAINTS ledger_transactions_payment_step IMMEDIATE", {}))
+    assert outside is not None
+    assert "moves payment money outside a payment's step" in outside
 
 
 # -- 7. one account of each kind per player; the held one never negative ----------------------
