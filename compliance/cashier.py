@@ -327,10 +327,24 @@ class Cashier:
                 )
                 await uow.commit()
                 raise
+            digest = hashlib.sha256(body).digest()
             stored = await _stored(uow, provider, event.message_id)
             if stored is not None:
+                if stored.digest != digest:  # a genuine signature over another body, same id
+                    await journal.record(
+                        uow,
+                        "security.webhook_id_reused",
+                        ctx=ctx,
+                        data={"provider": provider, "webhook_id": event.message_id},
+                    )
+                    await uow.commit()
+                    raise Conflict(
+                        "webhook_id_reused",
+                        "this webhook id was used before for another message; nothing was done",
+                        webhook_id=event.message_id,
+                    )
                 await uow.commit()
-                return stored
+                return stored.receipt
             receipt = await self._act(uow, event, ctx)
             claimed = await sql.scalar(
                 uow,
@@ -343,7 +357,7 @@ class Cashier:
                     "payment": receipt.payment_id if receipt.outcome != "unknown_payment" else None,
                     "event": event.event,
                     "outcome": receipt.outcome,
-                    "digest": hashlib.sha256(body).digest(),
+                    "digest": digest,
                     "now": uow.now,
                 },
             )
@@ -352,7 +366,7 @@ class Cashier:
                 again = await _stored(uow, provider, event.message_id)
                 await uow.commit()
                 assert again is not None  # noqa: S101 - the conflict was that row
-                return again
+                return again.receipt
             await uow.commit()
             return receipt
 
@@ -481,14 +495,23 @@ def _mismatch(payment: Payment, event: WebhookEvent) -> str | None:
     return None
 
 
-async def _stored(uow: UnitOfWork, provider: str, message_id: str) -> Receipt | None:
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    receipt: Receipt
+    digest: bytes  # of the body first acted on under this id
+
+
+async def _stored(uow: UnitOfWork, provider: str, message_id: str) -> _Stored | None:
     row = await sql.one(
         uow,
-        "SELECT r.outcome, r.payment_id, p.state FROM webhook_receipts r"
+        "SELECT r.outcome, r.payment_id, r.body_sha256, p.state FROM webhook_receipts r"
         " LEFT JOIN payments p ON p.id = r.payment_id"
         " WHERE r.provider = %(provider)s AND r.message_id = %(id)s",
         {"provider": provider, "id": message_id},
     )
     if row is None:
         return None
-    return Receipt(row["outcome"], row["payment_id"], row["state"], replayed=True)
+    return _Stored(
+        Receipt(row["outcome"], row["payment_id"], row["state"], replayed=True),
+        bytes(row["body_sha256"]),
+    )

@@ -137,6 +137,20 @@ async def test_a_deposit_is_credited_once_when_the_provider_confirms_it(
     # The same delivery again, the same news under a new message id, and late or wrong news.
     again = ok(await send_webhook(api, "fastpay", signed))
     assert (again["outcome"], again["replayed"]) == ("moved", True)
+    # The same id over another (genuinely signed) body: never taken for a replay of the first.
+    reused = fastpay.webhook(payment, "failed", at=now(clock), message_id=signed[0]["webhook-id"])
+    clash = await send_webhook(api, "fastpay", reused)
+    assert clash.status_code == 409, clash.text
+    assert clash.json()["error"]["code"] == "webhook_id_reused"
+    async with uows() as uow:
+        flagged = await uow.session.scalar(
+            sa.text(
+                "SELECT count(*) FROM journal_events WHERE event = 'security.webhook_id_reused'"
+                " AND envelope->'data'->>'webhook_id' = :id"
+            ),
+            {"id": signed[0]["webhook-id"]},
+        )
+    assert flagged == 1
     duplicate = fastpay.webhook(payment, "confirmed", at=now(clock))
     assert ok(await send_webhook(api, "fastpay", duplicate))["outcome"] == "ignored"
     late = ok(
