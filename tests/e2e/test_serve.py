@@ -394,3 +394,34 @@ def test_payments_from_the_command_line(data_dir: Path) -> None:
         ).returncode
         == 2
     )
+
+
+def test_the_psp_simulator_serves_from_the_command_line() -> None:
+    port = free_port()
+    process = subprocess.Popen(  # noqa: S603 - our own console script
+        [str(PITWARDEN), "psp-sim", "serve", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        overview = None
+        while time.monotonic() < deadline and overview is None:
+            try:
+                overview = httpx.get(f"http://127.0.0.1:{port}/_control").json()
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert overview is not None, "the simulator did not come up"
+        assert {name: p["contract"] for name, p in overview["providers"].items()} == {
+            "swiftpay": "standard",
+            "payrail": "payrail",
+        }
+        assert overview["providers"]["payrail"]["webhook_url"] == (
+            "http://127.0.0.1:8000/v1/webhooks/payrail"
+        )
+    finally:
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=30)
+    assert "swiftpay (standard) at" in output
+    assert "control API at" in output
