@@ -80,6 +80,7 @@ class Gate:
                 facts=sheet,
                 player_id=movement.player_id,
                 at=uow.now,
+                amount=movement.amount,
             )
         except (InvalidFacts, UnknownAction) as error:  # a ruleset this gate cannot serve
             raise Unavailable("policy_unavailable", str(error), version=version) from None

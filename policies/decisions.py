@@ -19,6 +19,7 @@ from psycopg.types.json import Jsonb
 from core import journal, sql
 from core.errors import NotFound
 from core.journal import EventContext
+from core.money import Money
 from core.uow import UnitOfWork
 from policies import registry, ruleset
 from policies.engine import Decision, Engine, InvalidFacts, UnknownAction
@@ -35,6 +36,9 @@ class Recorded:
     player_id: uuid.UUID | None
     facts: Facts
     decided_at: datetime
+    # What the movement moves, in the wallet's currency: PostgreSQL holds the ledger
+    # transaction that names this decision to it (migration 0010).
+    amount: Money | None = None
 
 
 def _declared(engine: Engine, facts: Facts) -> Facts:
@@ -42,12 +46,23 @@ def _declared(engine: Engine, facts: Facts) -> Facts:
 
 
 def evaluate(
-    engine: Engine, *, action: str, facts: Facts, player_id: uuid.UUID | None, at: datetime
+    engine: Engine,
+    *,
+    action: str,
+    facts: Facts,
+    player_id: uuid.UUID | None,
+    at: datetime,
+    amount: Money | None = None,
 ) -> Recorded:
     """Decide with `engine` on the facts it declares, not yet stored. The record keeps every
     fact it was given, so another version (declaring others) can be tried on it later."""
     return Recorded(
-        uuid.uuid4(), engine.decide(action, _declared(engine, facts)), player_id, dict(facts), at
+        uuid.uuid4(),
+        engine.decide(action, _declared(engine, facts)),
+        player_id,
+        dict(facts),
+        at,
+        amount,
     )
 
 
@@ -60,7 +75,7 @@ async def store(uow: UnitOfWork, recorded: Recorded, ctx: EventContext) -> None:
         ts=uow.now,
         ctx=ctx,
         player_id=recorded.player_id,
-        amount=None,
+        amount=recorded.amount,
         data={
             "decision_id": str(recorded.id),
             "action": decision.action,
@@ -73,9 +88,10 @@ async def store(uow: UnitOfWork, recorded: Recorded, ctx: EventContext) -> None:
     await sql.run(
         uow,
         "WITH decided AS (INSERT INTO policy_decisions (id, action, player_id, facts, version,"
-        " content_hash, rule_ids, effect, reason_code, reason, decided_at) VALUES (%(id)s,"
-        " %(action)s, %(player)s, %(facts)s, %(version)s, %(hash)s, %(rules)s, %(effect)s,"
-        " %(reason)s, %(words)s, %(at)s))"
+        " content_hash, rule_ids, effect, reason_code, reason, decided_at, amount_minor,"
+        " amount_currency) VALUES (%(id)s, %(action)s, %(player)s, %(facts)s, %(version)s,"
+        " %(hash)s, %(rules)s, %(effect)s, %(reason)s, %(words)s, %(at)s, %(minor)s,"
+        " %(currency)s))"
         " INSERT INTO journal_events (event, ts, player_id, envelope)"
         " VALUES ('policy.decided', %(now)s, %(player)s, %(event)s)",
         {
@@ -90,6 +106,8 @@ async def store(uow: UnitOfWork, recorded: Recorded, ctx: EventContext) -> None:
             "reason": decision.reason_code,
             "words": decision.reason,
             "at": recorded.decided_at,
+            "minor": recorded.amount.minor if recorded.amount else None,
+            "currency": recorded.amount.currency if recorded.amount else None,
             "now": uow.now,
             "event": Jsonb(event),
         },

@@ -37,6 +37,10 @@ class PolicyDecision(Base):
     __tablename__ = "policy_decisions"
     __table_args__ = (
         sa.CheckConstraint("effect IN ('allow', 'deny')", name="effect"),
+        sa.CheckConstraint(
+            "(amount_minor IS NULL) = (amount_currency IS NULL) AND amount_minor >= 0",
+            name="amount",
+        ),
         sa.Index("ix_policy_decisions_player_id_decided_at", "player_id", "decided_at"),
     )
 
@@ -52,6 +56,9 @@ class PolicyDecision(Base):
     # The human reason as the ruleset words it (English); None on decisions from before 0007.
     reason: Mapped[str | None] = mapped_column(sa.Text)
     decided_at: Mapped[datetime] = mapped_column(TS, index=True)
+    # The movement's amount in the wallet's currency; None on decisions from before 0010.
+    amount_minor: Mapped[int | None] = mapped_column(sa.BigInteger)
+    amount_currency: Mapped[str | None] = mapped_column(sa.String(3))
 
 
 class KillSwitch(Base):

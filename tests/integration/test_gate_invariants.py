@@ -88,18 +88,26 @@ async def conn(
 
 
 async def decision(
-    uows: UnitOfWorkFactory, player_id: uuid.UUID | None, action: str, effect: str = "allow"
+    uows: UnitOfWorkFactory,
+    player_id: uuid.UUID | None,
+    action: str,
+    effect: str = "allow",
+    amount: int | None = None,
 ) -> uuid.UUID:
-    """A stored decision, written by hand (committed) as the application would store it."""
+    """A stored decision, written by hand (committed) as the application would store it; with
+    `amount` (EUR minor units), the amount it allows, as the gate records it since 0010."""
     decision_id = uuid.uuid4()
     async with uows() as uow:
         await uow.session.execute(
             sa.text(
                 "INSERT INTO policy_decisions (id, action, player_id, facts, version,"
-                " content_hash, rule_ids, effect, reason_code, decided_at) VALUES (:id, :action,"
-                " :player, :facts, :version, :hash, :rules, :effect, :reason, now())"
+                " content_hash, rule_ids, effect, reason_code, decided_at, amount_minor,"
+                " amount_currency) VALUES (:id, :action, :player, :facts, :version, :hash,"
+                " :rules, :effect, :reason, now(), :amount, :currency)"
             ),
             {
+                "amount": amount,
+                "currency": None if amount is None else "EUR",
                 "id": decision_id,
                 "action": action,
                 "player": player_id,
@@ -311,3 +319,47 @@ async def test_a_players_money_cannot_move_under_another_name(
     except sa.exc.IntegrityError:
         await conn.rollback()  # refused, as it must be: when posting or at commit
     assert await books(committed_uows, funded) == before
+
+
+# -- the amount a decision allows --------------------------------------------------------------
+
+MOVES_WHAT_WAS_DECIDED = "allowed"
+
+
+@pytest.mark.parametrize(("kind", "action", "cash"), ALLOWED_BY)
+async def test_a_transaction_moves_exactly_what_its_decision_allowed(
+    conn: AsyncConnection,
+    funded: Funded,
+    committed_uows: UnitOfWorkFactory,
+    kind: str,
+    action: str,
+    cash: int,
+) -> None:
+    """A decision records its movement's amount; at commit the player's side of the ledger
+    transaction naming it must move exactly that, the way the action moves money: one cent more
+    or less, or the other direction, is refused, and nothing changed."""
+    for moved in (cash + 1, cash - 1, -cash):
+        before = await books(committed_uows, funded)
+        allowed = await decision(committed_uows, funded.player_id, action, amount=abs(cash))
+        txn = await new_transaction(conn, kind, funded.player_id, allowed)
+        await post(conn, txn, funded.cash, moved)
+        await post(conn, txn, funded.house, -moved)
+        with pytest.raises(sa.exc.IntegrityError, match=MOVES_WHAT_WAS_DECIDED):
+            await conn.commit()
+        await conn.rollback()
+        assert await books(committed_uows, funded) == before, moved
+    # The amount decided commits; a credit split over cash and bonus (as a payout is) too.
+    bonus = cash // 4 if cash > 0 else 0  # the player holds no bonus to take from
+    cash_before, mine, everyone = await books(committed_uows, funded)
+    allowed = await decision(committed_uows, funded.player_id, action, amount=abs(cash))
+    txn = await new_transaction(conn, kind, funded.player_id, allowed)
+    await post(conn, txn, funded.cash, cash - bonus)
+    if bonus:
+        await post(conn, txn, funded.bonus, bonus)
+    await post(conn, txn, funded.house, -cash)
+    await conn.commit()
+    assert await books(committed_uows, funded) == (
+        cash_before + cash - bonus,
+        mine + 1,
+        everyone + 1,
+    )
