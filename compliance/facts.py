@@ -145,6 +145,7 @@ SELECT p.jurisdiction, p.currency, act.version, act.content_hash,
      SELECT currency, sum(amount)::bigint AS total FROM payments
      WHERE player_id IN (SELECT id FROM linked) AND kind = 'deposit'
        AND state IN ({_DEPOSIT_COUNTS}) GROUP BY currency) t) AS deposited_by_currency,
+  (SELECT array_agg(id ORDER BY id) FROM linked) AS linked_ids,
   u.*, d.*
 FROM players p
 LEFT JOIN LATERAL (
@@ -166,6 +167,24 @@ CROSS JOIN LATERAL (
 ) d
 WHERE p.id = %(player)s
 """  # noqa: S608
+
+
+def reads_due_diligence(needed: frozenset[str]) -> bool:
+    return bool(needed & _DUE_DILIGENCE)
+
+
+async def lock_linked(uow: UnitOfWork, linked_ids: list[uuid.UUID]) -> None:
+    """Queue behind every other movement of these linked players that reads their common
+    due-diligence total (advisory locks, in id order, until commit), so that their stakes and
+    deposits are decided one after the other on what the ones before them committed. Taken after
+    the player's own row lock, and never the other way round, so the two cannot deadlock."""
+    await sql.run(
+        uow,
+        "SELECT pg_advisory_xact_lock(hashtextextended('due-diligence:' || id::text, 0))"
+        " FROM unnest(%(ids)s::uuid[]) WITH ORDINALITY AS linked(id, n) ORDER BY n",
+        {"ids": linked_ids},
+    )
+    uow.retime()
 
 
 async def read(uow: UnitOfWork, movement: Movement) -> dict[str, Any]:

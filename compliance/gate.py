@@ -60,12 +60,18 @@ class Gate:
             engine = registry.engine_for(version, content_hash, root=self.root)
         except ruleset.RulesetError as error:
             raise Unavailable("policy_unavailable", str(error), version=version) from None
+        needed = engine.needs(movement.action)
+        if facts.reads_due_diligence(needed) and len(row["linked_ids"]) > 1:
+            # Linked players share one due-diligence total: decide their movements one at a
+            # time, on a total read after the wait.
+            await facts.lock_linked(uow, row["linked_ids"])
+            row = await facts.read(uow, movement)
         try:
             sheet = await facts.complete(
                 uow,
                 movement,
                 row,
-                needed=engine.needs(movement.action),
+                needed=needed,
                 geo=ctx.geo,
                 ages=self.ages,
                 jurisdictions=self.jurisdictions,

@@ -247,3 +247,31 @@ async def test_a_time_out_set_during_a_burst_of_stakes_stops_every_later_stake(
     after = await asyncio.gather(*(stake() for _ in range(5)))
     assert {(r.status_code, error_code(r)) for r in after} == {(403, "timed_out")}
     assert (await factories.wallet(committed_api, player_id))["balance"] == wallet["balance"]
+
+
+async def test_linked_players_staking_at_once_cannot_pass_due_diligence_together(
+    committed_api: Api, committed_uows: UnitOfWorkFactory
+) -> None:
+    """Two unverified players linked (a shared email, say) count their stakes together towards
+    the due-diligence threshold (EUR 2,000): 300.00 stakes fired from both at once pass six
+    times in all (1,800.00), never seven, however they interleave."""
+    first = await factories.committed_player(committed_uows, cash="5000.00")
+    second = await factories.committed_player(committed_uows, cash="5000.00")
+    linked = await committed_api.operator.post(
+        f"/v1/admin/players/{first}/links",
+        {"linked_player_id": str(second), "actor": "officer-1", "reason": "same household"},
+    )
+    assert linked.status_code == 200, linked.text
+
+    responses = await asyncio.gather(
+        *(
+            committed_api.provider.post("/v1/wallet/bet", factories.bet_body(player, "300.00"))
+            for _ in range(6)
+            for player in (first, second)
+        )
+    )
+
+    outcomes = Counter((r.status_code, error_code(r)) for r in responses)
+    assert outcomes == {(200, None): 6, (403, "due_diligence_required"): 6}, outcomes
+    staked = await stakes(committed_uows, first) + await stakes(committed_uows, second)
+    assert sum(staked) == 180_000
