@@ -79,13 +79,13 @@ class Cashier:
         method: Method,
         ctx: EventContext,
     ) -> Payment:
-        routes = await self._routes(uow, "deposit", player_id, amount)
+        country = await _country(uow, player_id)
         return await service.open_deposit(
             uow,
             player_id=player_id,
             amount=amount,
             method=method,
-            routes=routes,
+            routes=self._routes("deposit", country, amount),
             ctx=ctx,
             guard=self.gate,
         )
@@ -100,36 +100,26 @@ class Cashier:
         destination: str | None,
         ctx: EventContext,
     ) -> Payment:
-        routes = await self._routes(uow, "withdrawal", player_id, amount)
+        country = await _country(uow, player_id)
         return await service.open_withdrawal(
             uow,
             player_id=player_id,
             amount=amount,
             method=method,
             destination=destination,
-            routes=routes,
-            needs_review=await self._needs_review(uow, player_id, amount),
+            routes=self._routes("withdrawal", country, amount),
+            needs_review=await self._needs_review(uow, country, amount),
             ctx=ctx,
             guard=self.gate,
         )
 
-    async def _routes(
-        self, uow: UnitOfWork, kind: Kind, player_id: uuid.UUID, amount: Money
-    ) -> list[str]:
-        country = await sql.scalar(
-            uow, "SELECT jurisdiction FROM players WHERE id = %(id)s", {"id": player_id}
-        )
-        if country is None:
-            raise NotFound("unknown_player", "no such player", player_id=str(player_id))
+    def _routes(self, kind: Kind, country: str, amount: Money) -> list[str]:
         route = self.config.route(kind=kind, country=country, currency=amount.currency)
         return [name for name in route.providers if name in self.adapters]
 
-    async def _needs_review(self, uow: UnitOfWork, player_id: uuid.UUID, amount: Money) -> bool:
+    async def _needs_review(self, uow: UnitOfWork, country: str, amount: Money) -> bool:
         """At or above the jurisdiction's threshold in EUR; without a rate to EUR, an officer
         looks (a missing rate must not wave a large withdrawal through)."""
-        country = await sql.scalar(
-            uow, "SELECT jurisdiction FROM players WHERE id = %(id)s", {"id": player_id}
-        )
         threshold = self.jurisdictions.of(country).withdrawal_review_threshold_eur_minor
         try:
             in_eur = await facts.in_eur(uow, amount)
@@ -474,6 +464,16 @@ class Cashier:
                 await uow.commit()
                 expired += applied.moved
         return expired
+
+
+async def _country(uow: UnitOfWork, player_id: uuid.UUID) -> str:
+    """The player's jurisdiction: payments are routed, and reviewed, by it."""
+    country: str | None = await sql.scalar(
+        uow, "SELECT jurisdiction FROM players WHERE id = %(id)s", {"id": player_id}
+    )
+    if country is None:
+        raise NotFound("unknown_player", "no such player", player_id=str(player_id))
+    return country
 
 
 def _ready(payment: Payment) -> bool:

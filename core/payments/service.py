@@ -159,7 +159,6 @@ async def open_deposit(
     routes: list[str],
     ctx: EventContext,
     guard: Guard,
-    payment_id: uuid.UUID | None = None,
 ) -> Payment:
     """Open a deposit in `initiated`, decided now (limits, exclusions, due diligence) with the
     amount counting towards the deposit limits from this moment."""
@@ -169,7 +168,7 @@ async def open_deposit(
     payment = await _insert(
         uow,
         kind="deposit",
-        payment_id=payment_id or uuid.uuid4(),
+        payment_id=uuid.uuid4(),
         player_id=player_id,
         amount=amount,
         method=method,
@@ -193,7 +192,6 @@ async def open_withdrawal(
     needs_review: bool,
     ctx: EventContext,
     guard: Guard,
-    payment_id: uuid.UUID | None = None,
 ) -> Payment:
     """Open a withdrawal in `requested` and hold its amount from the player's cash (bonus money
     is not withdrawable). Unless it `needs_review` by an officer, it is approved at once."""
@@ -211,7 +209,7 @@ async def open_withdrawal(
     payment = await _insert(
         uow,
         kind="withdrawal",
-        payment_id=payment_id or uuid.uuid4(),
+        payment_id=uuid.uuid4(),
         player_id=player_id,
         amount=amount,
         method=method,
@@ -231,9 +229,9 @@ async def open_withdrawal(
         decision_id=decision_id,
     )
     await _opened(uow, payment, ledger_transaction_id=txn, ctx=ctx)
-    if not needs_review:
-        applied = await apply(
-            uow, payment.id, "approved", cause="request", actor="auto", ctx=ctx, guard=guard
+    if not needs_review:  # the player is locked and the payment is this transaction's own
+        applied = await move(
+            uow, payment, "approved", cause="request", actor="auto", ctx=ctx, guard=guard
         )
         payment = applied.payment
     return payment
