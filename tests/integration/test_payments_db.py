@@ -994,6 +994,42 @@ async def test_a_transition_names_a_ledger_transaction_exactly_where_money_moves
     )
 
 
+async def only_the_right_one_passes(
+    db: Db, kind: Kind, payment_id: uuid.UUID, tried: dict[str, dict[str, int]], *, right: str
+) -> None:
+    """For each money state, a transition naming each candidate ledger transaction is tried
+    (and undone): only the `right` one is taken, every other is refused by the link trigger
+    naming the kind it wanted, and no transition stays."""
+    outcomes = {
+        (state, name): await attempt(
+            db,
+            (
+                TRANSITION,
+                {
+                    "payment": payment_id,
+                    "kind": kind,
+                    "from": came_from(kind, state),
+                    "to": state,
+                    "txn": txn,
+                },
+            ),
+        )
+        for state, candidates in tried.items()
+        for name, txn in candidates.items()
+    }
+    assert {key for key, text in outcomes.items() if text is None} == {
+        (state, right) for state in MONEY_KINDS[kind]
+    }
+    for (state, name), text in outcomes.items():
+        if text is not None:
+            expected = f"{NOT_ITS_OWN} {MONEY_KINDS[kind][state]} ledger transaction"
+            assert expected in text, (state, name, text)
+    left = await db.scalar(
+        "SELECT count(*) FROM payment_transitions WHERE payment_id = :p", p=payment_id
+    )
+    assert left == 0
+
+
 @pytest.mark.parametrize("kind", KINDS)
 async def test_a_transition_moves_its_own_payments_money(db: Db, kind: Kind) -> None:
     """Where a step moves money, its ledger transaction is the payment's own (its player's,
@@ -1006,7 +1042,7 @@ async def test_a_transition_moves_its_own_payments_money(db: Db, kind: Kind) -> 
     payment_id = await new_payment(db, player_id, kind, opening=False)
     sibling = await new_payment(db, player_id, kind)  # another payment of the same player
     reference = f"payment:{payment_id}"
-    outcomes: dict[tuple[str, str], str | None] = {}
+    tried: dict[str, dict[str, int]] = {}
     for state, money in sorted(MONEY_KINDS[kind].items()):
         candidates = {
             "its own": await own_txn(db, payment_id, money),
@@ -1021,23 +1057,8 @@ async def test_a_transition_moves_its_own_payments_money(db: Db, kind: Kind) -> 
                 if other != money
             },
         }
-        for name, txn in candidates.items():
-            frm = came_from(kind, state)
-            row = {"payment": payment_id, "kind": kind, "from": frm, "to": state, "txn": txn}
-            outcomes[state, name] = await attempt(db, (TRANSITION, row))
-    assert {key for key, text in outcomes.items() if text is None} == {
-        (state, "its own") for state in MONEY_KINDS[kind]
-    }
-    for (state, name), text in outcomes.items():
-        if text is not None:
-            expected = f"{NOT_ITS_OWN} {MONEY_KINDS[kind][state]} ledger transaction"
-            assert expected in text, (state, name, text)
-    assert (
-        await db.scalar(
-            "SELECT count(*) FROM payment_transitions WHERE payment_id = :p", p=payment_id
-        )
-        == 0
-    )
+        tried[state] = candidates
+    await only_the_right_one_passes(db, kind, payment_id, tried, right="its own")
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -1052,16 +1073,15 @@ async def test_a_transition_moves_its_payments_amount_on_the_players_side(
     payment_id = await new_payment(db, player_id, kind, opening=False)
     clearing = await house(db, "psp_clearing")
     adjustment = await house(db, "manual_adjustment")
-    outcomes: dict[tuple[str, str], str | None] = {}
+    tried: dict[str, dict[str, int]] = {}
     for state, money in sorted(MONEY_KINDS[kind].items()):
         (account, sign), *_ = LEGS[money]
         player_leg = await account_of(db, player_id, account)
         candidates = {
-            "its amount": (payment_id, await own_txn(db, payment_id, money)),
+            "its amount": await own_txn(db, payment_id, money),
             **{
-                name: (
-                    payment_id,
-                    await own_txn(db, payment_id, money, await legs_of(db, player_id, money, sum_)),
+                name: await own_txn(
+                    db, payment_id, money, await legs_of(db, player_id, money, sum_)
                 )
                 for name, sum_ in (
                     ("a minor unit more", AMOUNT + 1),
@@ -1069,59 +1089,35 @@ async def test_a_transition_moves_its_payments_amount_on_the_players_side(
                     ("twice its amount", 2 * AMOUNT),
                 )
             },
-            "its amount on a house leg only": (
+            "its amount on a house leg only": await own_txn(
+                db,
                 payment_id,
-                await own_txn(
-                    db,
-                    payment_id,
-                    money,
-                    [
-                        (player_leg, sign * (AMOUNT - 1)),
-                        (clearing, -sign * AMOUNT),
-                        (adjustment, sign),
-                    ],
-                ),
+                money,
+                [
+                    (player_leg, sign * (AMOUNT - 1)),
+                    (clearing, -sign * AMOUNT),
+                    (adjustment, sign),
+                ],
             ),
-            "its legs the wrong way round": (
+            "its legs the wrong way round": await own_txn(
+                db,
                 payment_id,
-                await own_txn(
-                    db,
-                    payment_id,
-                    money,
-                    [(a, -m) for a, m in await legs_of(db, player_id, money)],
-                ),
+                money,
+                [(a, -m) for a, m in await legs_of(db, player_id, money)],
             ),
-            "an extra posting on the player's accounts": (
+            "an extra posting on the player's accounts": await own_txn(
+                db,
                 payment_id,
-                await own_txn(
-                    db,
-                    payment_id,
-                    money,
-                    [
-                        *await legs_of(db, player_id, money),
-                        (await account_of(db, player_id, "player_cash"), 1),
-                        (adjustment, -1),
-                    ],
-                ),
+                money,
+                [
+                    *await legs_of(db, player_id, money),
+                    (await account_of(db, player_id, "player_cash"), 1),
+                    (adjustment, -1),
+                ],
             ),
         }
-        for name, (payment, txn) in candidates.items():
-            frm = came_from(kind, state)
-            row = {"payment": payment, "kind": kind, "from": frm, "to": state, "txn": txn}
-            outcomes[state, name] = await attempt(db, (TRANSITION, row))
-    assert {key for key, text in outcomes.items() if text is None} == {
-        (state, "its amount") for state in MONEY_KINDS[kind]
-    }
-    for (state, name), text in outcomes.items():
-        if text is not None:
-            expected = f"{NOT_ITS_OWN} {MONEY_KINDS[kind][state]} ledger transaction"
-            assert expected in text, (state, name, text)
-    assert (
-        await db.scalar(
-            "SELECT count(*) FROM payment_transitions WHERE payment_id = :p", p=payment_id
-        )
-        == 0
-    )
+        tried[state] = candidates
+    await only_the_right_one_passes(db, kind, payment_id, tried, right="its amount")
 
 
 @pytest.mark.parametrize("kind", KINDS)
