@@ -968,19 +968,7 @@ async def test_a_transition_names_a_ledger_transaction_exactly_where_money_moves
     for state in sorted(MACHINES[kind].states):
         for money in (None, *sorted(set(MONEY_KINDS[kind].values()))):
             txn = await own_txn(db, payment_id, money) if money else None
-            refused = await attempt(
-                db,
-                (
-                    TRANSITION,
-                    {
-                        "payment": payment_id,
-                        "kind": kind,
-                        "from": came_from(kind, state),
-                        "to": state,
-                        "txn": txn,
-                    },
-                ),
-            )
+            refused = await try_step(db, payment_id, kind, state, txn)
             if refused is None:
                 accepted.add((state, money))
             elif MONEY_CHECK in refused:
@@ -994,6 +982,15 @@ async def test_a_transition_names_a_ledger_transaction_exactly_where_money_moves
     )
 
 
+async def try_step(
+    db: Db, payment_id: uuid.UUID, kind: Kind, state: str, txn: int | None
+) -> str | None:
+    """A transition into `state` (from a state with an edge into it, or none for the first)
+    naming `txn`, tried and undone: None if taken, else the refusal."""
+    row = {"payment": payment_id, "kind": kind, "from": came_from(kind, state), "to": state}
+    return await attempt(db, (TRANSITION, row | {"txn": txn}))
+
+
 async def only_the_right_one_passes(
     db: Db, kind: Kind, payment_id: uuid.UUID, tried: dict[str, dict[str, int]], *, right: str
 ) -> None:
@@ -1001,19 +998,7 @@ async def only_the_right_one_passes(
     (and undone): only the `right` one is taken, every other is refused by the link trigger
     naming the kind it wanted, and no transition stays."""
     outcomes = {
-        (state, name): await attempt(
-            db,
-            (
-                TRANSITION,
-                {
-                    "payment": payment_id,
-                    "kind": kind,
-                    "from": came_from(kind, state),
-                    "to": state,
-                    "txn": txn,
-                },
-            ),
-        )
+        (state, name): await try_step(db, payment_id, kind, state, txn)
         for state, candidates in tried.items()
         for name, txn in candidates.items()
     }
