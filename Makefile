@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test bench lint install clean
+.PHONY: run test test-shifted bench lint install clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -21,6 +21,13 @@ run: $(STAMP)
 ## make test: quality gates, then the whole suite on a private embedded PostgreSQL
 test: lint
 	$(BIN)/pytest -q
+
+## make test-shifted: the whole suite with every clock 540 days ahead (the process's and the
+## embedded PostgreSQL's, through libfaketime): no test may depend on the day it runs
+SHIFT ?= +540d
+test-shifted: $(STAMP)
+	@command -v faketime >/dev/null || { apt-get update -qq && apt-get install -y -qq faketime; }
+	faketime -f '$(SHIFT)' $(BIN)/pytest -q -p no:cacheprovider
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

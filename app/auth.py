@@ -2,7 +2,6 @@
 
 import hmac
 import re
-import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -72,7 +71,7 @@ async def authenticate(request: Request, uow: Uow) -> Principal:
     if not timestamp.isdigit():
         raise Unauthorized("bad_timestamp", "X-Request-Timestamp must be Unix seconds")
     tolerance = request.app.state.settings.signature_tolerance_s
-    skew = int(time.time()) - int(timestamp)
+    skew = int(uow.now.timestamp()) - int(timestamp)  # the product's clock (core/clock.py)
     if abs(skew) > tolerance:
         raise Unauthorized(
             "timestamp_out_of_window",

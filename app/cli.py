@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 import uuid
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -15,6 +16,7 @@ from typing import Annotated
 import typer
 
 from app import auditing, demo, signing
+from app.gating import PAYMENTS_OFF
 from app.payments_cli import payments_cli
 from app.psp_sim_cli import psp_sim_cli
 from app.runtime import run_with_uow, run_with_vault, vault_keys, with_both
@@ -22,7 +24,7 @@ from audit import asof, export, journal_check, keys, log, note, verify
 from compliance.vault import rotation
 from compliance.vault import service as vault_service
 from core import clients, fx, ledger, players
-from core.database import create_app_engine, prepare
+from core.database import create_app_engine, prepare, unavailable
 from core.errors import DomainError
 from core.journal import EventContext, rfc3339
 from core.money import format_minor
@@ -102,16 +104,18 @@ def serve(
     # SIGTERM (also the one uvicorn re-raises after its graceful shutdown) exits through
     # SystemExit, so that the atexit hook stops the embedded PostgreSQL too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
-    settings = _settings()
+    settings, psp_sim = _payments_of(_settings(), demo=demo_data, psp_sim=psp_sim)
     urls, _server = prepare(settings)
     if demo_data:
         asyncio.run(with_both(urls, demo.seeder(settings, vault_keys(settings))))
     app = create_app(
         settings=settings,
-        engine=create_app_engine(urls.app, pool_size=settings.db_pool_size),
-        vault_engine=create_app_engine(urls.vault, pool_size=4),
+        engine=create_app_engine(
+            urls.app, pool_size=settings.db_pool_size, wait_s=settings.db_wait_s
+        ),
+        vault_engine=create_app_engine(urls.vault, pool_size=4, wait_s=settings.db_wait_s),
     )
-    if psp_sim or (demo_data and settings.payments_config is None):
+    if psp_sim:
         _simulate_providers(settings)
     typer.echo(f"Pitwarden on http://{settings.host}:{settings.port} (OpenAPI UI at /docs)")
     # uvloop and httptools (both dependencies) cut the server's CPU per request by about a
@@ -126,6 +130,21 @@ def serve(
     )
 
 
+def _payments_of(settings: Settings, *, demo: bool, psp_sim: bool) -> tuple[Settings, bool]:
+    """The payments `serve` runs with. Without PITWARDEN_PAYMENTS_CONFIG they are off, except
+    for the demo, which takes the example file and simulates its providers; never the example's
+    public secrets on a server that is not a demo."""
+    if settings.payments_config is not None:
+        return settings, psp_sim
+    if demo:
+        typer.echo("Payments: the example config (public secrets, demo only), simulated providers")
+        return replace(settings, payments_config=routing.EXAMPLE_CONFIG), True
+    if psp_sim:
+        raise typer.BadParameter("--psp-sim simulates the providers of PITWARDEN_PAYMENTS_CONFIG")
+    typer.echo(f"{PAYMENTS_OFF}; payment calls and webhooks answer 503 payments_disabled")
+    return settings, False
+
+
 def _simulate_providers(settings: Settings) -> None:
     """The PSP simulator beside the server, in a thread of its own (it ends with the process):
     the demo's deposits and withdrawals then get their webhooks like with real providers."""
@@ -133,7 +152,8 @@ def _simulate_providers(settings: Settings) -> None:
 
     from app.psp_sim import create_app as create_simulator  # noqa: PLC0415
 
-    config = routing.load_config(settings.payments_config or routing.EXAMPLE_CONFIG)
+    assert settings.payments_config is not None  # noqa: S101 - see _payments_of
+    config = routing.load_config(settings.payments_config)
     simulator = create_simulator(
         config, callback_base=f"http://{settings.host}:{settings.port}", log=typer.echo
     )
@@ -621,5 +641,17 @@ def policy_what_if(
     )
 
 
+DATABASE_UNAVAILABLE = 3  # the exit status of a command that could not reach the database
+
+
 def main() -> None:
-    cli()
+    """The console script: a database that cannot be reached is one line and exit status 3,
+    not a traceback (a bug still shows its traceback)."""
+    try:
+        cli()
+    except Exception as error:
+        reason = unavailable(error)
+        if reason is None:
+            raise
+        typer.echo(f"pitwarden: the database is unavailable: {reason}", err=True)
+        raise SystemExit(DATABASE_UNAVAILABLE) from None

@@ -2,6 +2,8 @@
 
 import json
 import uuid
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -11,15 +13,27 @@ from app.signing import signed_headers
 
 class PitwardenClient:
     def __init__(
-        self, base_url: str, client_id: str, secret: str, *, http: httpx.AsyncClient | None = None
+        self,
+        base_url: str,
+        client_id: str,
+        secret: str,
+        *,
+        http: httpx.AsyncClient | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.client_id = client_id
         self.secret = secret
         self.http = http or httpx.AsyncClient(base_url=base_url, timeout=30)
+        self.clock = clock  # None: the system clock; the server checks our timestamp against its
 
     def sign(self, method: str, path: str, body: bytes) -> dict[str, str]:
         return signed_headers(
-            client_id=self.client_id, secret=self.secret, method=method, path=path, body=body
+            client_id=self.client_id,
+            secret=self.secret,
+            method=method,
+            path=path,
+            body=body,
+            timestamp=int(self.clock().timestamp()) if self.clock else None,
         )
 
     async def post(

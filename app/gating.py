@@ -12,6 +12,7 @@ from compliance.ages import VaultAges
 from compliance.cashier import Cashier
 from compliance.gate import Gate
 from compliance.vault.keys import KeyProvider
+from core.errors import Unavailable
 from core.guard import Guard
 from core.payments import routing
 from core.settings import Settings
@@ -28,10 +29,31 @@ def build_gate(settings: Settings, vault_uows: UnitOfWorkFactory, keys: KeyProvi
     )
 
 
+PAYMENTS_OFF = (
+    "payments are off: PITWARDEN_PAYMENTS_CONFIG names no payments config (the example's"
+    " secrets are public: only `serve --demo` and the tests use them)"
+)
+
+
+class PaymentsOff(Unavailable):
+    """No payments config: every payment operation and webhook is refused (503), so a webhook
+    signed with a secret someone read in our repository moves nothing. Not transient: an
+    operator has to configure payments, no timer lifts it."""
+
+    transient = False
+
+    def __init__(self) -> None:
+        super().__init__("payments_disabled", PAYMENTS_OFF)
+
+
 def build_cashier(
     settings: Settings, uows: UnitOfWorkFactory, gate: Gate, client: httpx.AsyncClient
-) -> Cashier:
-    config = routing.load_config(settings.payments_config or routing.EXAMPLE_CONFIG)
+) -> Cashier | None:
+    """The cashier of the configured providers, or None when payments are not configured (never
+    a fallback to the example file: its webhook secrets are public)."""
+    if settings.payments_config is None:
+        return None
+    config = routing.load_config(settings.payments_config)
     return Cashier(
         uows=uows,
         gate=gate,
@@ -53,7 +75,9 @@ Gated = Annotated[Guard, Depends(_gate)]
 
 
 async def _cashier(request: Request) -> Cashier:
-    cashier: Cashier = request.app.state.cashier
+    cashier: Cashier | None = request.app.state.cashier
+    if cashier is None:
+        raise PaymentsOff
     return cashier
 
 

@@ -14,14 +14,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import auditing, errors
-from app.api import admin, audit, kyc, me, payments, rg, vault, wallet
+from app.api import admin, audit, health, kyc, me, payments, rg, vault, wallet
 from app.gating import build_cashier, build_gate
+from app.outage import DatabaseWatch
 from app.runtime import vault_keys
 from audit import keys
 from compliance import jurisdictions
 from compliance.cashier import Cashier
 from compliance.vault.keys import KeyProvider
-from core import clients
+from core import clients, sql
+from core.database import code_revision, unavailable
 from core.journal import EventContext
 from core.settings import Settings
 from core.uow import Clock, UnitOfWorkFactory, utc_now
@@ -68,7 +70,21 @@ async def _nothing() -> Message:
     return {"type": "http.disconnect"}
 
 
-async def forget_old_nonces(uows: UnitOfWorkFactory, settings: Settings) -> None:
+def housekeeping_failed(watch: DatabaseWatch | None, what: str, error: Exception) -> None:
+    """A background loop's failure: an outage is told once (by the watch), anything else is
+    logged with its stack; the loop goes on either way, and ends only when cancelled."""
+    if auditing.stopping():
+        raise error
+    reason = unavailable(error)
+    if reason is not None and watch is not None:
+        watch.went_away(reason)
+    elif reason is None:
+        log.error("%s failed", what, exc_info=error)
+
+
+async def forget_old_nonces(
+    uows: UnitOfWorkFactory, settings: Settings, watch: DatabaseWatch | None = None
+) -> None:
     """Every minute, drop nonces that are too old to be replayed inside the signature window."""
     while True:
         await asyncio.sleep(60)
@@ -78,10 +94,8 @@ async def forget_old_nonces(uows: UnitOfWorkFactory, settings: Settings) -> None
                     uow, clients.window_start(uow.now, settings.signature_tolerance_s)
                 )
                 await uow.commit()
-        except Exception:  # housekeeping must never take the server down
-            if auditing.stopping():
-                raise
-            log.exception("forgetting old nonces failed")
+        except Exception as error:  # housekeeping must never take the server down  # noqa: BLE001
+            housekeeping_failed(watch, "forgetting old nonces", error)
 
 
 EXPIRY_EVERY_S = 60.0
@@ -89,7 +103,11 @@ EXPIRY_CONTEXT = EventContext(actor="server", trace_id="deposit-expiry")
 
 
 async def expire_abandoned_deposits(
-    cashier: Cashier, *, older_than: timedelta, every_s: float = EXPIRY_EVERY_S
+    cashier: Cashier,
+    *,
+    older_than: timedelta,
+    every_s: float = EXPIRY_EVERY_S,
+    watch: DatabaseWatch | None = None,
 ) -> None:
     """Every minute, end deposits the player left on the provider's payment page: they stop
     counting towards the deposit limits (the lifecycle's "expired", caused by our timer)."""
@@ -99,10 +117,8 @@ async def expire_abandoned_deposits(
             expired = await cashier.expire(older_than=older_than, ctx=EXPIRY_CONTEXT)
             if expired:
                 log.info("expired %d abandoned deposit(s)", expired)
-        except Exception:  # housekeeping must never take the server down
-            if auditing.stopping():
-                raise
-            log.exception("expiring abandoned deposits failed")
+        except Exception as error:  # housekeeping must never take the server down  # noqa: BLE001
+            housekeeping_failed(watch, "expiring abandoned deposits", error)
 
 
 async def record_gate_settings(uows: UnitOfWorkFactory, settings: Settings) -> None:
@@ -142,13 +158,14 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await record_gate_settings(uow_factory, settings)
-        tasks = [asyncio.create_task(forget_old_nonces(uow_factory, settings))]
-        if settings.deposit_expiry_minutes > 0:
+        tasks = [asyncio.create_task(forget_old_nonces(uow_factory, settings, watch))]
+        if app.state.cashier is not None and settings.deposit_expiry_minutes > 0:
             tasks.append(
                 asyncio.create_task(
                     expire_abandoned_deposits(
                         app.state.cashier,
                         older_than=timedelta(minutes=settings.deposit_expiry_minutes),
+                        watch=watch,
                     )
                 )
             )
@@ -160,6 +177,7 @@ def create_app(
                         origin=settings.audit_origin,
                         signers=keys.signers(settings),
                         interval_s=settings.audit_interval_s,
+                        watch=watch,
                     )
                 )
             )
@@ -167,6 +185,7 @@ def create_app(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)  # stopped before the engines go
+        await watch.stop()
         await providers.aclose()
         for owned in (engine, vault_engine):
             if owned is not None:
@@ -186,7 +205,15 @@ def create_app(
     app.state.gate = build_gate(settings, vault_uow_factory, app.state.vault_keys)
     providers = httpx.AsyncClient(follow_redirects=False)
     app.state.cashier = build_cashier(settings, uow_factory, app.state.gate, providers)
+    app.state.code_revision = code_revision()
+
+    async def probe() -> None:
+        async with asyncio.timeout(settings.db_wait_s), uow_factory() as uow:
+            await sql.scalar(uow, "SELECT 1", {})
+
+    watch = app.state.database_watch = DatabaseWatch(probe)
     errors.install(app)
+    app.include_router(health.router)
     app.include_router(wallet.router)
     app.include_router(payments.webhooks)
     app.include_router(admin.router)
@@ -196,10 +223,6 @@ def create_app(
     app.include_router(kyc.router)
     app.include_router(me.router)
     app.include_router(payments.router)
-
-    @app.get("/healthz", tags=["ops"])
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
 
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app

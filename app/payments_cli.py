@@ -16,7 +16,7 @@ from typing import Annotated, TypeVar
 import httpx
 import typer
 
-from app.gating import build_cashier, build_gate
+from app.gating import PAYMENTS_OFF, build_cashier, build_gate
 from app.runtime import run_with_uow, run_with_vault, vault_keys
 from compliance.cashier import Cashier
 from core.errors import DomainError
@@ -165,11 +165,16 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 
 def _with_cashier(settings: Settings, work: Callable[[Cashier], Awaitable[T]]) -> T:
     """Run `work` with the cashier the server builds (gate, providers of the payments config)."""
+    if settings.payments_config is None:
+        typer.echo(PAYMENTS_OFF, err=True)
+        raise typer.Exit(2)
 
     async def run(uows: UnitOfWorkFactory, vault_uows: UnitOfWorkFactory) -> T:
         async with httpx.AsyncClient() as client:
             gate = build_gate(settings, vault_uows, vault_keys(settings))
-            return await work(build_cashier(settings, uows, gate, client))
+            cashier = build_cashier(settings, uows, gate, client)
+            assert cashier is not None  # noqa: S101 - a payments config is set (checked above)
+            return await work(cashier)
 
     return run_with_vault(settings, run)
 

@@ -24,6 +24,10 @@ class Settings:
     signature_tolerance_s: int = 300
     max_body_bytes: int = 64 * 1024
     db_pool_size: int = 20
+    # How long a request waits for a database connection before it is answered 503.
+    db_wait_s: float = 3.0
+    # /readyz answers 503 when the audit log lags the journal by more than this.
+    ready_max_audit_lag_s: float = 30.0
     # Audit log: the origin line of its checkpoints, and the Ed25519 signer keys (C2SP note
     # format, whitespace-separated; every key signs, which is how a rotation overlaps). Without
     # keys, the key file is read, or created with one new key on first use.
@@ -44,8 +48,8 @@ class Settings:
     # The gate's per-jurisdiction settings (blocked, due-diligence threshold); None: the file
     # shipped in compliance/data/jurisdictions.json.
     jurisdictions_file: Path | None = None
-    # Payment providers and routes (core/payments/routing.py); None: the example file, which
-    # points at the local simulator (`pitwarden psp-sim`).
+    # Payment providers and routes (core/payments/routing.py); None: payments are off (`serve
+    # --demo` alone takes the example file, whose public secrets suit only the simulator).
     payments_config: Path | None = None
     # A deposit still initiated or pending this long is expired by the server (0: never).
     deposit_expiry_minutes: int = 60
@@ -76,6 +80,10 @@ class Settings:
             ),
             max_body_bytes=int(env.get("PITWARDEN_MAX_BODY_BYTES", defaults.max_body_bytes)),
             db_pool_size=int(env.get("PITWARDEN_DB_POOL_SIZE", defaults.db_pool_size)),
+            db_wait_s=float(env.get("PITWARDEN_DB_WAIT_S", defaults.db_wait_s)),
+            ready_max_audit_lag_s=float(
+                env.get("PITWARDEN_READY_MAX_AUDIT_LAG_S", defaults.ready_max_audit_lag_s)
+            ),
             audit_origin=env.get("PITWARDEN_AUDIT_ORIGIN", defaults.audit_origin),
             audit_signing_keys=env.get("PITWARDEN_AUDIT_SIGNING_KEYS", ""),
             audit_key_file=(

@@ -1,17 +1,14 @@
 """Unit of work: one database transaction, rolled back unless its owner commits it."""
 
-from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-Clock = Callable[[], datetime]
+from core.clock import Clock, utc_now
 
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
+__all__ = ["Clock", "UnitOfWork", "UnitOfWorkFactory", "utc_now"]
 
 
 class UnitOfWork:

@@ -35,6 +35,7 @@ from core.database import (
     vault_url_for,
 )
 from core.journal import EventContext
+from core.payments import routing
 from core.settings import Settings
 from core.uow import UnitOfWork, UnitOfWorkFactory
 from policies import registry
@@ -156,7 +157,11 @@ async def uow(uows: UnitOfWorkFactory) -> AsyncIterator[UnitOfWork]:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=ROOT / "var", player_token_key_file=tmp_path / "player-token-key")
+    return Settings(
+        data_dir=ROOT / "var",
+        player_token_key_file=tmp_path / "player-token-key",
+        payments_config=routing.EXAMPLE_CONFIG,  # the simulator's providers, public secrets
+    )
 
 
 class Api:
@@ -212,8 +217,13 @@ async def make_api(
     return Api(
         app,
         http,
-        PitwardenClient("http://test", provider.client_id, provider.secret, http=http),
-        PitwardenClient("http://test", operator.client_id, operator.secret, http=http),
+        # the callers sign by the test's clock, as real ones sign by a clock in step with ours
+        PitwardenClient(
+            "http://test", provider.client_id, provider.secret, http=http, clock=uows.clock
+        ),
+        PitwardenClient(
+            "http://test", operator.client_id, operator.secret, http=http, clock=uows.clock
+        ),
         f"prov{suffix}",
     )
 

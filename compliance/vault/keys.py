@@ -31,7 +31,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -44,6 +44,7 @@ from compliance.vault.crypto import (
     seal,
     unseal,
 )
+from core.clock import Clock, utc_now
 
 WRAP_LABEL = b"pitwarden/vault/kek/v1"
 FILE_FORMAT = 1
@@ -109,8 +110,9 @@ class LocalKeyFile(KeyProvider):
     is seen at once.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, clock: Clock = utc_now) -> None:
         self._path = path
+        self._clock = clock  # when a KEK was created or retired
         self._lock_path = path.with_name(path.name + ".lock")
         self._signature: tuple[int, ...] | None = None
         self._state: _State | None = None
@@ -145,7 +147,7 @@ class LocalKeyFile(KeyProvider):
             # Read under the lock: the version number must follow the latest one on disk.
             state = self._load(force=True, locked=True)
             version = max(state.keks) + 1
-            keks = {**state.keks, version: _Kek(version, new_data_key(), _now(), None)}
+            keks = {**state.keks, version: _Kek(version, new_data_key(), self._clock(), None)}
             self._write(_State(keks, state.blind_index_key))
             return version
 
@@ -159,7 +161,7 @@ class LocalKeyFile(KeyProvider):
                 raise ValueError(f"KEK version {version} is current; add a new version first")
             if kek.key is None:
                 return  # already retired: keep the original retirement date
-            keks = {**state.keks, version: _Kek(version, None, kek.created_at, _now())}
+            keks = {**state.keks, version: _Kek(version, None, kek.created_at, self._clock())}
             self._write(_State(keks, state.blind_index_key))
 
     def versions(self) -> list[KekInfo]:
@@ -196,7 +198,7 @@ class LocalKeyFile(KeyProvider):
     def _create(self) -> _State:
         """Create the file; the caller holds the lock."""
         if not os.path.lexists(self._path):
-            self._write(_State({1: _Kek(1, new_data_key(), _now(), None)}, new_data_key()))
+            self._write(_State({1: _Kek(1, new_data_key(), self._clock(), None)}, new_data_key()))
         # Otherwise another process created it while we waited for the lock: use theirs.
         return self._load(force=True, locked=True)
 
@@ -245,10 +247,6 @@ def _check_mode(path: Path, mode: int) -> None:
             f"the key file {path} has mode {stat.S_IMODE(mode):o}: group or others may access "
             f"it; refusing to use it (chmod 600 after checking it was not exposed)"
         )
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _encode(state: _State) -> dict[str, Any]:

@@ -19,6 +19,8 @@ import pytest
 
 from app.signing import signed_headers
 from audit.note import Verifier, open_checkpoint
+from core.payments import signatures
+from core.payments.routing import EXAMPLE_CONFIG
 
 ROOT = Path(__file__).resolve().parents[2]
 PITWARDEN = Path(sys.executable).parent / "pitwarden"
@@ -30,8 +32,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def run_cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = os.environ | {"PITWARDEN_DATA_DIR": str(data_dir)}
+def run_cli(
+    data_dir: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = os.environ | {"PITWARDEN_DATA_DIR": str(data_dir)} | (env or {})
     return subprocess.run(  # noqa: S603 - our own console script
         [str(PITWARDEN), *args],
         env=env,
@@ -50,10 +54,11 @@ def data_dir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def serve(data_dir: Path, port: int) -> subprocess.Popen[str]:
+def serve(data_dir: Path, port: int, *options: str) -> subprocess.Popen[str]:
     env = os.environ | {"PITWARDEN_DATA_DIR": str(data_dir), "PITWARDEN_PORT": str(port)}
+    env.pop("PITWARDEN_PAYMENTS_CONFIG", None)
     return subprocess.Popen(  # noqa: S603 - our own console script
-        [str(PITWARDEN), "serve", "--demo"],
+        [str(PITWARDEN), "serve", *(options or ("--demo",))],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -251,6 +256,79 @@ def test_serve_demo_answers_signed_requests_and_stops_cleanly(data_dir: Path) ->
     assert not (data_dir / "postgres" / "postmaster.pid").exists(), "SIGTERM left the database"
 
 
+def forged_deposit_confirmation(port: int) -> httpx.Response:
+    """A "deposit succeeded" webhook for Swiftpay, signed with the example config's secret,
+    which anyone can read in our repository."""
+    secret = json.loads(EXAMPLE_CONFIG.read_text())["providers"][0]["webhook_secrets"][0]
+    body = json.dumps(
+        {
+            "type": "payment.succeeded",
+            "timestamp": datetime.now(UTC).isoformat(),
+            "data": {
+                "id": "pay_forged",
+                "object": "payment",
+                "reference": str(uuid.uuid4()),
+                "status": "succeeded",
+                "amount": "5000.00",
+                "currency": "EUR",
+            },
+        }
+    ).encode()
+    headers = signatures.webhook_headers(
+        [secret], f"msg_{uuid.uuid4().hex}", int(time.time()), body
+    )
+    return httpx.post(
+        f"http://127.0.0.1:{port}/v1/webhooks/swiftpay",
+        content=body,
+        headers=headers | {"Content-Type": "application/json"},
+    )
+
+
+def test_without_a_payments_config_the_example_secrets_open_nothing(data_dir: Path) -> None:
+    """Only `serve --demo` takes the example payments config. A server started without one has
+    payments off: a webhook signed with the example's public secret, which the demo server
+    accepts as authentic, is refused before its signature is even read, and no money moves."""
+    port = free_port()
+    process = serve(data_dir, port)  # the demo: the forged webhook passes the signature check
+    try:
+        banner = wait_for_banner(process)
+        wait_until_up(port)
+        accepted = forged_deposit_confirmation(port)
+        assert accepted.status_code == 200, accepted.text
+        assert accepted.json()["outcome"] == "unknown_payment"
+        operator = re.search(r"X-Client-Id=console-ops\s+secret=(\S+)", banner)
+        assert operator, banner
+    finally:
+        stop(process)
+
+    player = "00000000-0000-4000-8000-000000000003"
+    wallet = f"/v1/admin/players/{player}/wallet"
+    process = serve(data_dir, port, "--no-demo")
+    try:
+        banner = wait_for_banner(process)
+        assert "payments are off: PITWARDEN_PAYMENTS_CONFIG names no payments config" in banner
+        assert "PSP simulator" not in banner
+        wait_until_up(port)
+        before = signed(port, "console-ops", operator.group(1), "GET", wallet, None).json()
+        refused = forged_deposit_confirmation(port)
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error"]["code"] == "payments_disabled"
+        deposit = signed(
+            port,
+            "console-ops",
+            operator.group(1),
+            "POST",
+            "/v1/payments/deposits",
+            {"player_id": player, "amount": "25.00", "currency": "USD", "method": "card"},
+        )
+        assert deposit.status_code == 503, deposit.text
+        assert deposit.json()["error"]["code"] == "payments_disabled"
+        after = signed(port, "console-ops", operator.group(1), "GET", wallet, None).json()
+        assert after == before
+    finally:
+        stop(process)
+
+
 def test_cli_help_lists_every_command() -> None:
     out = subprocess.run(  # noqa: S603
         [str(PITWARDEN), "--help"], capture_output=True, text=True, check=True
@@ -374,10 +452,14 @@ def test_policy_rulesets_from_the_command_line(data_dir: Path) -> None:
 
 
 def test_payments_from_the_command_line(data_dir: Path) -> None:
-    expired = run_cli(data_dir, "payments", "expire", "--older-than", "60")
+    off = run_cli(data_dir, "payments", "expire", env={"PITWARDEN_PAYMENTS_CONFIG": ""})
+    assert off.returncode == 2
+    assert off.stderr.startswith("payments are off: PITWARDEN_PAYMENTS_CONFIG")
+    configured = {"PITWARDEN_PAYMENTS_CONFIG": str(EXAMPLE_CONFIG)}
+    expired = run_cli(data_dir, "payments", "expire", "--older-than", "60", env=configured)
     assert expired.returncode == 0, expired.stderr
     assert re.fullmatch(r"expired \d+ deposit\(s\)\n", expired.stdout)
-    unknown = run_cli(data_dir, "payments", "submit", str(uuid.uuid4()))
+    unknown = run_cli(data_dir, "payments", "submit", str(uuid.uuid4()), env=configured)
     assert unknown.returncode == 1
     assert "unknown_payment" in unknown.stderr
     statement = data_dir / "statement.csv"

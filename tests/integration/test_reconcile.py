@@ -307,7 +307,8 @@ async def test_the_command_exits_0_then_1(
     assert [i["payment_id"] for i in document["mismatched"]] == [str(paid_in.id)]
     assert [i["payment_id"] for i in document["extra"]] == [str(paid_out.id)]
 
-    later = ["--from", "2026-11-27", "--to", "2126-11-28"]  # nothing confirmed in it: all quiet
+    tomorrow = datetime.now(UTC).date() + timedelta(days=1)  # nothing confirmed since then
+    later = ["--from", tomorrow.isoformat(), "--to", (tomorrow + timedelta(days=1)).isoformat()]
     path.write_text(HEADER + "\n")
     result = await asyncio.to_thread(CliRunner().invoke, cli(), [*args, *later])
     assert result.exit_code == 0, result.output
