@@ -23,5 +23,10 @@ ENV PATH=/opt/pitwarden/bin:$PATH \
 USER pitwarden
 WORKDIR /var/lib/pitwarden
 EXPOSE 8000
+# Liveness, not readiness: an orchestrator restarts an unhealthy container, and a restart does
+# not bring a database back. Route traffic by GET /readyz (503 while the database is away,
+# migrations are behind or the audit log lags); see README "Probes".
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"]
 ENTRYPOINT ["pitwarden"]
 CMD ["serve"]

@@ -13,8 +13,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from app.outage import DatabaseWatch
 from audit import log
 from audit.note import Signer
+from core.database import unavailable
 from core.uow import UnitOfWorkFactory
 
 logger = logging.getLogger(__name__)
@@ -71,7 +73,12 @@ def stopping() -> bool:
 
 
 async def keep_log_current(
-    uows: UnitOfWorkFactory, *, origin: str, signers: Sequence[Signer], interval_s: float
+    uows: UnitOfWorkFactory,
+    *,
+    origin: str,
+    signers: Sequence[Signer],
+    interval_s: float,
+    watch: DatabaseWatch | None = None,
 ) -> None:
     signed_at = 0.0
     while True:
@@ -80,8 +87,12 @@ async def keep_log_current(
             if time.monotonic() - signed_at >= interval_s:
                 await publish(uows, origin=origin, signers=signers)
                 signed_at = time.monotonic()
-        except Exception:  # the log catches up on the next round; the server stays up
+        except Exception as error:  # the log catches up on the next round; the server stays up
             if stopping():
                 raise  # a cancellation that broke a query surfaces as a database error
-            logger.exception("keeping the audit log current failed")
+            reason = unavailable(error)
+            if reason is None:
+                logger.exception("keeping the audit log current failed")
+            elif watch is not None:
+                watch.went_away(reason)  # said once for the whole outage
         await asyncio.sleep(POLL_S)

@@ -7,9 +7,11 @@ import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 
+from core.database import unavailable
 from core.errors import (
     Conflict,
     DomainError,
@@ -127,7 +129,31 @@ def _cause(exc: Exception) -> BaseException:
     return exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
 
 
+# A database restart takes a second or two: a caller that waits this long usually succeeds.
+DATABASE_RETRY_AFTER_S = 2
+
+
+def database_unavailable(request: Request, reason: str) -> JSONResponse:
+    """503 for an outage (app/outage.py): the transaction went with the connection, so the
+    same request under the same Idempotency-Key acts once when it is sent again."""
+    watch = getattr(request.app.state, "database_watch", None)
+    if watch is not None:
+        watch.went_away(reason)
+    return JSONResponse(
+        error_body(
+            "database_unavailable",
+            "the database cannot be reached right now; nothing was done: send the same request"
+            " again",
+            {"reason": reason},
+        ),
+        status_code=503,
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+    )
+
+
 async def _database(request: Request, exc: Exception) -> JSONResponse:
+    if reason := unavailable(exc):
+        return database_unavailable(request, reason)
     if not isinstance(_cause(exc), _RACES):
         # A CHECK, a trigger or a foreign key refused a write the code let through: a bug.
         return await _unexpected(request, exc)
@@ -138,7 +164,9 @@ async def _database(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    if reason := unavailable(exc):  # e.g. no pooled connection free in time
+        return database_unavailable(request, reason)
     log.error("unhandled error", exc_info=exc)
     return JSONResponse(error_body("internal_error", "an internal error occurred"), status_code=500)
 
@@ -150,4 +178,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(DBAPIError, _database)
     # The hot path speaks psycopg directly (core/sql.py): its errors arrive unwrapped.
     app.add_exception_handler(psycopg.Error, _database)
+    # No pooled connection free within PITWARDEN_DB_WAIT_S (not a DBAPIError). Handled here, not
+    # by the catch-all below, whose errors Starlette re-raises to the server to log as crashes.
+    app.add_exception_handler(sa_exc.TimeoutError, _database)
     app.add_exception_handler(Exception, _unexpected)

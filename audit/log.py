@@ -51,13 +51,36 @@ async def tree_size(uow: UnitOfWork) -> int:
     return 0 if last is None else int(last) + 1
 
 
-_PENDING = (
-    "SELECT id, txid::text AS txid_text,"  # not `AS txid`: ORDER BY would sort the text
-    " envelope::text AS envelope FROM journal_events"
+_PENDING_EVENTS = (
+    " FROM journal_events"
     " WHERE (txid, id) > (%(txid)s::xid8, %(id)s)"
     "   AND txid < pg_snapshot_xmin(pg_current_snapshot())"
     " ORDER BY txid, id LIMIT %(limit)s"
 )
+_PENDING = (
+    "SELECT id, txid::text AS txid_text,"  # not `AS txid`: ORDER BY would sort the text
+    " envelope::text AS envelope" + _PENDING_EVENTS
+)
+
+
+async def _cursor(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
+    """The log's size, and the (txid, id) of the last journal event it took."""
+    last = await sql.one(
+        uow,
+        "SELECT idx, journal_id, txid::text AS txid FROM audit_entries ORDER BY idx DESC LIMIT 1",
+        {},
+    )
+    if last is None:
+        return 0, {"txid": "0", "id": 0}
+    return last["idx"] + 1, {"txid": last["txid"], "id": last["journal_id"]}
+
+
+async def oldest_pending(uow: UnitOfWork) -> datetime | None:
+    """When the next committed journal event the log has not taken yet was written; None when
+    the log is current. How far the integrator lags (the readiness probe's question)."""
+    _, cursor = await _cursor(uow)
+    found = await sql.scalar(uow, "SELECT ts" + _PENDING_EVENTS, {**cursor, "limit": 1})
+    return found if isinstance(found, datetime) else None
 
 
 async def integrate(uow: UnitOfWork, *, limit: int = 5000) -> int:
@@ -66,15 +89,7 @@ async def integrate(uow: UnitOfWork, *, limit: int = 5000) -> int:
     Returns how many were appended; call again (in a new transaction) until it returns 0.
     """
     await _lock(uow)
-    last = await sql.one(
-        uow,
-        "SELECT idx, journal_id, txid::text AS txid FROM audit_entries ORDER BY idx DESC LIMIT 1",
-        {},
-    )
-    size = 0 if last is None else last["idx"] + 1
-    cursor = (
-        {"txid": "0", "id": 0} if last is None else {"txid": last["txid"], "id": last["journal_id"]}
-    )
+    size, cursor = await _cursor(uow)
     events = await sql.all_rows(uow, _PENDING, {**cursor, "limit": limit})
     if not events:
         return 0

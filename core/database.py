@@ -5,15 +5,19 @@ Migrations run as the owner account; the application connects as the restricted 
 """
 
 import logging
+import math
 import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -78,6 +82,8 @@ def migrate(
         cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+        # the readiness probe compares the database's revision with the code's (`code_revision`)
+        conn.exec_driver_sql(f"GRANT SELECT ON alembic_version TO {APP_ROLE}")
         for role, password in ((APP_ROLE, app_password), (VAULT_ROLE, vault_password)):
             if password:
                 quoted = conn.exec_driver_sql("SELECT quote_literal(%s)", (password,)).scalar()
@@ -85,15 +91,80 @@ def migrate(
     engine.dispose()
 
 
+def code_revision() -> str:
+    """The migration this code expects the database to be at (the head of migrations/)."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    head = ScriptDirectory.from_config(cfg).get_current_head()
+    assert head is not None  # noqa: S101 - migrations/ always has a head
+    return head
+
+
 def create_engine_sync(url: URL, *, autocommit: bool = False) -> sa.Engine:
     options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
     return sa.create_engine(url, poolclass=sa.NullPool, **options)
 
 
-def create_app_engine(url: URL, *, pool_size: int = 20) -> AsyncEngine:
+# How long a request waits for a database connection (a free one from the pool, or a new one
+# to the server) before it is answered 503 `database_unavailable`: never a hang.
+DEFAULT_WAIT_S = 3.0
+
+
+def create_app_engine(
+    url: URL, *, pool_size: int = 20, wait_s: float = DEFAULT_WAIT_S, name: str = "pitwarden"
+) -> AsyncEngine:
+    """An engine without pre-ping (a round trip per request): a connection found dead fails
+    its request with 503 and SQLAlchemy then invalidates the whole pool, so the next requests
+    connect afresh. `name` is the connections' `application_name` in `pg_stat_activity`."""
     return create_async_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=False,
+        pool_timeout=wait_s,
+        # libpq counts whole seconds and takes 2 as its least
+        connect_args={"connect_timeout": max(2, math.ceil(wait_s)), "application_name": name},
     )
+
+
+# SQLSTATEs of a server that is going away, coming up, or cannot take writes (a standby in
+# recovery); psycopg raises them as OperationalError, a connection failure has no SQLSTATE.
+_UNAVAILABLE_STATES = frozenset(
+    {
+        "57P01",  # admin_shutdown: terminated by an administrator or a fast shutdown
+        "57P02",  # crash_shutdown
+        "57P03",  # cannot_connect_now: starting up, shutting down, in recovery
+        "53300",  # too_many_connections
+        "25006",  # read_only_sql_transaction: connected to a standby
+    }
+)
+
+
+def unavailable(error: BaseException) -> str | None:
+    """Why the database cannot serve right now, if that is what `error` says; None for any other
+    error (a constraint refusing a write is a bug, not an outage)."""
+    if isinstance(error, sa_exc.DBAPIError):  # SQLAlchemy's wrapper around the driver's error
+        if error.connection_invalidated:
+            return "the connection to the database was lost"
+        error = error.orig or error
+    reason = None
+    if isinstance(error, sa_exc.TimeoutError):
+        reason = "no database connection became free in time"
+    elif isinstance(error, psycopg.InterfaceError):
+        reason = "the connection to the database is closed"
+    elif isinstance(error, psycopg.Error):
+        state = error.sqlstate
+        lost = isinstance(error, psycopg.OperationalError) and (state or "08").startswith("08")
+        if lost or state in _UNAVAILABLE_STATES:
+            reason = _first_line(error)
+    elif isinstance(error, ConnectionError | TimeoutError):  # a socket, or asyncio.timeout
+        reason = f"the database did not answer in time ({type(error).__name__})"
+    return reason
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
 
 
 def _role_password(settings: Settings, configured: str, name: str) -> str:
