@@ -156,7 +156,11 @@ async def uow(uows: UnitOfWorkFactory) -> AsyncIterator[UnitOfWork]:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=ROOT / "var", player_token_key_file=tmp_path / "player-token-key")
+    return Settings(
+        data_dir=ROOT / "var",
+        player_token_key_file=tmp_path / "player-token-key",
+        client_secrets_key_file=tmp_path / "client-secrets-key",
+    )
 
 
 class Api:
@@ -198,6 +202,7 @@ async def make_api(
             role="game_provider",
             display_name="P",
             provider_code=f"prov{suffix}",
+            sealer=app.state.client_secrets,
             ctx=CTX,
         )
         operator = await clients.register(
@@ -206,6 +211,7 @@ async def make_api(
             role="operator",
             display_name="O",
             provider_code=None,
+            sealer=app.state.client_secrets,
             ctx=CTX,
         )
         await unit.commit()
