@@ -444,3 +444,27 @@ async def test_pitwarden_migrate_seals_clear_secrets_too(
     assert again.exit_code == 0, again.output
     assert len(again.stdout.splitlines()) == 1  # nothing left to seal
     assert_sealed_once(owner, client_secrets(settings))
+
+
+async def test_two_processes_starting_at_once_seal_each_secret_once(
+    db_urls: DatabaseUrls, settings: Settings
+) -> None:
+    """The second waits on the first's row locks, then finds nothing left in clear."""
+    owner = await asyncio.to_thread(legacy_database, db_urls)
+    app_engine = create_app_engine(app_url_for(owner, None), pool_size=2)
+    uows = UnitOfWorkFactory(async_sessionmaker(app_engine, expire_on_commit=False))
+    sealer = client_secrets(settings)
+    try:
+        async with uows() as first, uows() as second:
+            assert await clients.seal_clear_secrets(first, sealer=sealer, ctx=CTX) == 2
+            waiting = asyncio.create_task(
+                clients.seal_clear_secrets(second, sealer=sealer, ctx=CTX)
+            )
+            await asyncio.sleep(0.2)
+            assert not waiting.done()  # held by the first one's row locks
+            await first.commit()
+            assert await waiting == 0
+            await second.commit()
+    finally:
+        await app_engine.dispose()
+    assert_sealed_once(owner, sealer)
