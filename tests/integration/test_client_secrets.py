@@ -468,3 +468,37 @@ async def test_two_processes_starting_at_once_seal_each_secret_once(
     finally:
         await app_engine.dispose()
     assert_sealed_once(owner, sealer)
+
+
+async def test_rotating_a_clear_secret_seals_it_as_the_previous_one(
+    db_urls: DatabaseUrls, settings: Settings
+) -> None:
+    """Rotated before any start-up: the clear secret is sealed first, then keeps verifying for
+    the overlap like any previous secret."""
+    owner = await asyncio.to_thread(legacy_database, db_urls)
+    app_engine = create_app_engine(app_url_for(owner, None), pool_size=2)
+    uows = UnitOfWorkFactory(async_sessionmaker(app_engine, expire_on_commit=False))
+    sealer = client_secrets(settings)
+    try:
+        async with uows() as uow:
+            issued = await clients.rotate_secret(
+                uow, client_id="legacy-ops", overlap=timedelta(hours=1), sealer=sealer, ctx=CTX
+            )
+            await uow.commit()
+        async with uows() as uow:
+            caller = await clients.active_client(uow, "legacy-ops", sealer=sealer)
+            journaled = await uow.session.scalars(
+                sa.text(
+                    "SELECT event FROM journal_events"
+                    " WHERE envelope->'data'->>'client_id' = 'legacy-ops' ORDER BY id"
+                )
+            )
+            assert list(journaled) == ["client.secret_sealed", "client.secret_rotated"]
+            stored = await uow.session.scalar(
+                sa.text("SELECT secret FROM api_clients WHERE client_id = 'legacy-ops'")
+            )
+    finally:
+        await app_engine.dispose()
+    assert caller is not None
+    assert caller.secrets == (issued.secret, CLEAR["legacy-ops"])
+    assert stored is None
