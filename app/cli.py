@@ -3,13 +3,14 @@
 import asyncio
 import contextlib
 import json
+import re
 import shlex
 import signal
 import sys
 import threading
 import uuid
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -19,7 +20,15 @@ from app import auditing, demo, signing
 from app.gating import PAYMENTS_OFF
 from app.payments_cli import payments_cli
 from app.psp_sim_cli import psp_sim_cli
-from app.runtime import run_with_uow, run_with_vault, vault_keys, with_both
+from app.runtime import (
+    client_secrets,
+    run_with_uow,
+    run_with_vault,
+    seal_clear_client_secrets,
+    vault_keys,
+    with_both,
+    with_uow_factory,
+)
 from audit import asof, export, journal_check, keys, log, note, verify
 from compliance.vault import rotation
 from compliance.vault import service as vault_service
@@ -107,7 +116,9 @@ def serve(
     settings, psp_sim = _payments_of(_settings(), demo=demo_data, psp_sim=psp_sim)
     urls, _server = prepare(settings)
     if demo_data:
-        asyncio.run(with_both(urls, demo.seeder(settings, vault_keys(settings))))
+        asyncio.run(
+            with_both(urls, demo.seeder(settings, vault_keys(settings), client_secrets(settings)))
+        )
     app = create_app(
         settings=settings,
         engine=create_app_engine(
@@ -169,16 +180,26 @@ def _simulate_providers(settings: Settings) -> None:
 
 @cli.command()
 def migrate() -> None:
-    """Apply database migrations (as the owner) and set up the application role."""
-    urls, _ = prepare(_settings())
+    """Apply database migrations (as the owner) and set up the application role; seal the API
+    clients' secrets left in clear by an older version."""
+    settings = _settings()
+    urls, _ = prepare(settings)
+    sealed = asyncio.run(
+        with_uow_factory(
+            urls.app,
+            lambda uows: seal_clear_client_secrets(uows, client_secrets(settings), "cli"),
+        )
+    )
     typer.echo(f"migrated {urls.owner.render_as_string(hide_password=True)}")
+    if sealed:
+        typer.echo(f"sealed the clear secrets of {sealed} API client(s)")
 
 
 @cli.command("demo")
 def demo_command() -> None:
     """Seed the demo (idempotent) and print its credentials."""
     settings = _settings()
-    run_with_vault(settings, demo.seeder(settings, vault_keys(settings)))
+    run_with_vault(settings, demo.seeder(settings, vault_keys(settings), client_secrets(settings)))
 
 
 @ledger_cli.command("balance")
@@ -271,6 +292,7 @@ def clients_register(
     """Register an API client and print its secret (shown once)."""
     if role not in ("game_provider", "operator"):
         raise typer.BadParameter("role is game_provider or operator")
+    settings = _settings()
 
     async def work(uows: UnitOfWorkFactory) -> None:
         async with uows() as uow:
@@ -280,12 +302,63 @@ def clients_register(
                 role=role,  # type: ignore[arg-type]
                 display_name=name or client_id,
                 provider_code=provider_code if role == "game_provider" else None,
+                sealer=client_secrets(settings),
                 ctx=CLI_CONTEXT,
             )
             await uow.commit()
             typer.echo(f"client_id={client.client_id}\nsecret={client.secret}")
 
-    run_with_uow(_settings(), work)
+    run_with_uow(settings, work)
+
+
+_DURATION = re.compile(r"(\d+)([smhd])")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def _duration(text: str) -> timedelta:
+    if text == "0":
+        return timedelta(0)
+    match = _DURATION.fullmatch(text)
+    if not match:
+        raise typer.BadParameter("a duration is a number and a unit, e.g. 90s, 30m, 24h, 7d")
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+@clients_cli.command("rotate-secret")
+def clients_rotate_secret(
+    client_id: str,
+    overlap: Annotated[
+        str,
+        typer.Option(
+            help="How long the current secret keeps verifying beside the new one"
+            " (e.g. 30m, 24h, 7d; 0 ends it now)"
+        ),
+    ] = "24h",
+) -> None:
+    """Give CLIENT_ID a new secret and print it (shown once); journaled."""
+    length = _duration(overlap)
+    settings = _settings()
+
+    async def work(uows: UnitOfWorkFactory) -> None:
+        async with uows() as uow:
+            issued = await clients.rotate_secret(
+                uow,
+                client_id=client_id,
+                overlap=length,
+                sealer=client_secrets(settings),
+                ctx=CLI_CONTEXT,
+            )
+            await uow.commit()
+        typer.echo(f"client_id={issued.client_id}\nsecret={issued.secret}")
+        if issued.previous_valid_until is None:
+            typer.echo("the previous secret is refused from now on")
+        else:
+            typer.echo(f"the previous secret verifies until {rfc3339(issued.previous_valid_until)}")
+
+    try:
+        run_with_uow(settings, work)
+    except DomainError as error:
+        _fail(error)
 
 
 @client_cli.command("sign")

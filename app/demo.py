@@ -20,6 +20,7 @@ from core.guard import Guard
 from core.journal import EventContext
 from core.models import ApiClient
 from core.money import parse_amount
+from core.sealing import Sealer
 from core.settings import Settings
 from core.uow import UnitOfWorkFactory
 from policies import registry, ruleset
@@ -74,11 +75,11 @@ PERSONAL = {
 
 
 def seeder(
-    settings: Settings, keys: KeyProvider
+    settings: Settings, keys: KeyProvider, client_secrets: Sealer
 ) -> Callable[[UnitOfWorkFactory, UnitOfWorkFactory], Awaitable[None]]:
     async def seed_both(uows: UnitOfWorkFactory, vault_uows: UnitOfWorkFactory) -> None:
         await activate_rules(uows)
-        await seed(uows, build_gate(settings, vault_uows, keys))
+        await seed(uows, build_gate(settings, vault_uows, keys), client_secrets)
         for player_id, data in PERSONAL.items():
             async with vault_uows() as uow:
                 try:
@@ -116,7 +117,7 @@ async def activate_rules(uows: UnitOfWorkFactory) -> None:
         await uow.commit()
 
 
-async def seed(uows: UnitOfWorkFactory, gate: Guard) -> None:
+async def seed(uows: UnitOfWorkFactory, gate: Guard, client_secrets: Sealer) -> None:
     async with uows() as uow:
         if await uow.session.get(ApiClient, PROVIDERS[0][0]) is None:
             for client_id, code, name in PROVIDERS:
@@ -126,6 +127,7 @@ async def seed(uows: UnitOfWorkFactory, gate: Guard) -> None:
                     role="game_provider",
                     display_name=name,
                     provider_code=code,
+                    sealer=client_secrets,
                     ctx=CTX,
                 )
             await clients.register(
@@ -134,6 +136,7 @@ async def seed(uows: UnitOfWorkFactory, gate: Guard) -> None:
                 role="operator",
                 display_name="Compliance console",
                 provider_code=None,
+                sealer=client_secrets,
                 ctx=CTX,
             )
             for player_id, currency, jurisdiction, cash, bonus in PLAYERS:
@@ -179,19 +182,24 @@ async def seed(uows: UnitOfWorkFactory, gate: Guard) -> None:
                 role="regulator",
                 display_name="Gaming authority (reads the audit log)",
                 provider_code=None,
+                sealer=client_secrets,
                 ctx=CTX,
             )
             await uow.commit()
         rows = (
             await uow.session.execute(
-                sa.select(ApiClient.client_id, ApiClient.role, ApiClient.secret)
+                sa.select(ApiClient.client_id, ApiClient.role)
                 .where(ApiClient.client_id.in_([p[0] for p in PROVIDERS] + [OPERATOR, REGULATOR]))
                 .order_by(ApiClient.role, ApiClient.client_id)
             )
         ).all()
+        # The demo's own clients: their secrets are unsealed to be printed again on every run.
+        demo_secrets = [
+            await clients.current_secret(uow, row.client_id, sealer=client_secrets) for row in rows
+        ]
     print("Demo credentials (HMAC secrets):")
-    for row in rows:
-        print(f"  {row.role:<14} X-Client-Id={row.client_id:<14} secret={row.secret}")
+    for row, secret in zip(rows, demo_secrets, strict=True):
+        print(f"  {row.role:<14} X-Client-Id={row.client_id:<14} secret={secret}")
     print("Demo players:")
     for player_id, currency, jurisdiction, cash, bonus in PLAYERS:
         print(f"  {player_id}  {currency} {jurisdiction}  cash {cash}  bonus {bonus}")

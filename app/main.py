@@ -17,7 +17,7 @@ from app import auditing, errors
 from app.api import admin, audit, health, kyc, me, payments, rg, vault, wallet
 from app.gating import build_cashier, build_gate
 from app.outage import DatabaseWatch
-from app.runtime import vault_keys
+from app.runtime import client_secrets, seal_clear_client_secrets, vault_keys
 from audit import keys
 from compliance import jurisdictions
 from compliance.cashier import Cashier
@@ -25,6 +25,7 @@ from compliance.vault.keys import KeyProvider
 from core import clients, sql
 from core.database import code_revision, unavailable
 from core.journal import EventContext
+from core.sealing import Sealer
 from core.settings import Settings
 from core.uow import Clock, UnitOfWorkFactory, utc_now
 
@@ -142,10 +143,12 @@ def create_app(
     vault_engine: AsyncEngine | None = None,
     vault_uow_factory: UnitOfWorkFactory | None = None,
     vault_key_provider: KeyProvider | None = None,
+    client_secrets_sealer: Sealer | None = None,
     clock: Clock = utc_now,
 ) -> FastAPI:
     """Build the app on engines (owned and disposed by the app) or ready UoW factories: one for
-    the application role, one for the vault role."""
+    the application role, one for the vault role. API clients' secrets are sealed by
+    `client_secrets_sealer`, by default under the key file of the settings."""
     if uow_factory is None:
         assert engine is not None  # noqa: S101 - one of the two is required
         uow_factory = UnitOfWorkFactory(async_sessionmaker(engine, expire_on_commit=False), clock)
@@ -158,6 +161,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await record_gate_settings(uow_factory, settings)
+        await seal_clear_client_secrets(uow_factory, app.state.client_secrets, "system:start")
         tasks = [asyncio.create_task(forget_old_nonces(uow_factory, settings, watch))]
         if app.state.cashier is not None and settings.deposit_expiry_minutes > 0:
             tasks.append(
@@ -202,6 +206,7 @@ def create_app(
     app.state.uow_factory = uow_factory
     app.state.vault_uow_factory = vault_uow_factory
     app.state.vault_keys = vault_key_provider or vault_keys(settings)
+    app.state.client_secrets = client_secrets_sealer or client_secrets(settings)
     app.state.gate = build_gate(settings, vault_uow_factory, app.state.vault_keys)
     providers = httpx.AsyncClient(follow_redirects=False)
     app.state.cashier = build_cashier(settings, uow_factory, app.state.gate, providers)

@@ -1,6 +1,7 @@
 """CLI plumbing: run async work as the application role on a ready database."""
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -8,7 +9,10 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from compliance.vault.keys import KeyProvider, LocalKeyFile
+from core import clients
 from core.database import DatabaseUrls, create_app_engine, prepare
+from core.journal import EventContext
+from core.sealing import LocalSealingKey, Sealer
 from core.settings import Settings
 from core.uow import UnitOfWorkFactory
 
@@ -53,3 +57,20 @@ def run_with_vault(settings: Settings, work: VaultWork[T]) -> T:
 def vault_keys(settings: Settings) -> KeyProvider:
     """The vault's key provider: the local key file unless configured elsewhere."""
     return LocalKeyFile(settings.vault_key_file or settings.data_dir / "secrets" / "vault-keys")
+
+
+def client_secrets(settings: Settings) -> Sealer:
+    """What seals the API clients' secrets: the local key file unless configured elsewhere."""
+    return LocalSealingKey(
+        settings.client_secrets_key_file or settings.data_dir / "secrets" / "client-secrets-key"
+    )
+
+
+async def seal_clear_client_secrets(uows: UnitOfWorkFactory, sealer: Sealer, actor: str) -> int:
+    """Seal the clear secrets left from before migration 0011 (decision 0017), in one commit."""
+    async with uows() as uow:
+        sealed = await clients.seal_clear_secrets(
+            uow, sealer=sealer, ctx=EventContext(actor=actor, trace_id=uuid.uuid4().hex)
+        )
+        await uow.commit()
+    return sealed

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from app import demo
 from app.gating import build_gate
-from app.runtime import vault_keys
+from app.runtime import client_secrets, vault_keys
 from benchmarks.wallet import ROOT, machine, pct, write_doc
 from compliance import facts, kyc
 from compliance.gate import Gate
@@ -133,6 +133,7 @@ async def funded_players(uows: UnitOfWorkFactory, gate: Gate, count: int) -> lis
             role="game_provider",
             display_name="Bench",
             provider_code="bench",
+            sealer=client_secrets(Settings(data_dir=DATA)),
             ctx=CTX,
         )
         for _ in range(count):

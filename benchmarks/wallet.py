@@ -29,7 +29,7 @@ import uvloop
 from app import demo
 from app.client import PitwardenClient
 from app.gating import build_gate
-from app.runtime import vault_keys, with_both
+from app.runtime import client_secrets, vault_keys, with_both
 from core import clients, players, wallets
 from core.database import DatabaseUrls, prepare
 from core.guard import Guard
@@ -97,7 +97,7 @@ def free_port() -> int:
 
 async def seed(
     uows: UnitOfWorkFactory, count: int, gate: Guard
-) -> tuple[clients.Client, list[str]]:
+) -> tuple[clients.Issued, list[str]]:
     async with uows() as uow:
         provider = await clients.register(
             uow,
@@ -105,6 +105,7 @@ async def seed(
             role="game_provider",
             display_name="Bench",
             provider_code="bench",
+            sealer=client_secrets(Settings(data_dir=DATA)),
             ctx=CTX,
         )
         ids = []
@@ -192,7 +193,7 @@ async def raw_inserts(conninfo: str, connections: int, seconds: float) -> float:
 async def measure(
     server: subprocess.Popen[bytes],
     base: str,
-    provider: clients.Client,
+    provider: clients.Issued,
     player_ids: list[str],
     raw_conninfo: str,
 ) -> list[Level]:
@@ -275,12 +276,12 @@ def write_doc(section: str, *, begin: str = BEGIN, end: str = END, heading: str 
     DOC.write_text(head + section + rest.split(end, 1)[1])
 
 
-async def setup(settings: Settings, urls: DatabaseUrls) -> tuple[clients.Client, list[str], str]:
+async def setup(settings: Settings, urls: DatabaseUrls) -> tuple[clients.Issued, list[str], str]:
     """Rules active, one provider and funded players (funded through the gate), raw table."""
 
     async def seeded(
         uows: UnitOfWorkFactory, vault_uows: UnitOfWorkFactory
-    ) -> tuple[clients.Client, list[str]]:
+    ) -> tuple[clients.Issued, list[str]]:
         await demo.activate_rules(uows)
         return await seed(uows, max(LEVELS), build_gate(settings, vault_uows, vault_keys(settings)))
 

@@ -198,7 +198,12 @@ class FxRate(Base):
 
 
 class ApiClient(Base):
-    """A caller of the API: a game provider, an operator tool or a regulator, with its secret."""
+    """A caller of the API: a game provider, an operator tool or a regulator, with its secret.
+
+    The secret is stored sealed (core/sealing.py); `secret` holds a clear one only from before
+    migration 0011, until start-up seals it, and PostgreSQL refuses to write a new one there.
+    During a rotation's overlap the previous secret verifies too, until `previous_secret_until`.
+    """
 
     __tablename__ = "api_clients"
     __table_args__ = (
@@ -208,13 +213,22 @@ class ApiClient(Base):
         ),
         # Never a colon: the player API scopes idempotency records as `player:<uuid>`.
         sa.CheckConstraint("client_id ~ '^[A-Za-z0-9._-]{1,64}$'", name="client_id"),
+        sa.CheckConstraint("num_nonnulls(secret, secret_sealed) = 1", name="one_secret"),
+        sa.CheckConstraint(
+            "(previous_secret_sealed IS NULL) = (previous_secret_until IS NULL)"
+            " AND (previous_secret_sealed IS NULL OR secret_sealed IS NOT NULL)",
+            name="previous_secret",
+        ),
     )
 
     client_id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
     role: Mapped[str] = mapped_column(sa.Text)
     display_name: Mapped[str] = mapped_column(sa.Text)
     provider_code: Mapped[str | None] = mapped_column(sa.Text, unique=True)
-    secret: Mapped[str] = mapped_column(sa.Text)
+    secret: Mapped[str | None] = mapped_column(sa.Text)  # legacy clear secret: to be dropped
+    secret_sealed: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+    previous_secret_sealed: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+    previous_secret_until: Mapped[datetime | None] = mapped_column(TS)
     active: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.true())
     created_at: Mapped[datetime] = mapped_column(TS)
 

@@ -57,6 +57,9 @@ class Settings:
     kyt_deny_list: Path | None = None
     # Player tokens: the Ed25519 signing key (default <data_dir>/secrets/player-token-key).
     player_token_key_file: Path | None = None
+    # API clients' secrets are sealed under this key file (default
+    # <data_dir>/secrets/client-secrets-key): core/sealing.py, decision 0017.
+    client_secrets_key_file: Path | None = None
 
     def retention_years(self, jurisdiction: str) -> int:
         for item in self.aml_retention_by_jurisdiction.split(","):
@@ -124,6 +127,11 @@ class Settings:
             player_token_key_file=(
                 Path(env["PITWARDEN_PLAYER_TOKEN_KEY_FILE"]).resolve()
                 if env.get("PITWARDEN_PLAYER_TOKEN_KEY_FILE")
+                else None
+            ),
+            client_secrets_key_file=(
+                Path(env["PITWARDEN_CLIENT_SECRETS_KEY_FILE"]).resolve()
+                if env.get("PITWARDEN_CLIENT_SECRETS_KEY_FILE")
                 else None
             ),
         )

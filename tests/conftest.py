@@ -161,6 +161,7 @@ def settings(tmp_path: Path) -> Settings:
         data_dir=ROOT / "var",
         player_token_key_file=tmp_path / "player-token-key",
         payments_config=routing.EXAMPLE_CONFIG,  # the simulator's providers, public secrets
+        client_secrets_key_file=tmp_path / "client-secrets-key",
     )
 
 
@@ -203,6 +204,7 @@ async def make_api(
             role="game_provider",
             display_name="P",
             provider_code=f"prov{suffix}",
+            sealer=app.state.client_secrets,
             ctx=CTX,
         )
         operator = await clients.register(
@@ -211,6 +213,7 @@ async def make_api(
             role="operator",
             display_name="O",
             provider_code=None,
+            sealer=app.state.client_secrets,
             ctx=CTX,
         )
         await unit.commit()

@@ -438,6 +438,26 @@ def test_the_vault_from_the_command_line(data_dir: Path) -> None:
     assert keys == 0o600
 
 
+def test_client_secrets_from_the_command_line(data_dir: Path) -> None:
+    """Register and rotate with the real key file: each secret is printed once, none is stored
+    in clear; an unknown client is an error."""
+    registered = run_cli(data_dir, "clients", "register", "e2e-ops", "--role", "operator")
+    assert registered.returncode == 0, registered.stderr
+    assert re.fullmatch(r"client_id=e2e-ops\nsecret=\S{43}\n", registered.stdout)
+    rotated = run_cli(data_dir, "clients", "rotate-secret", "e2e-ops", "--overlap", "1h")
+    assert rotated.returncode == 0, rotated.stderr
+    assert re.fullmatch(
+        r"client_id=e2e-ops\nsecret=\S{43}\nthe previous secret verifies until \S+Z\n",
+        rotated.stdout,
+    )
+    assert rotated.stdout.splitlines()[1] != registered.stdout.splitlines()[1]
+    key = (data_dir / "secrets" / "client-secrets-key").stat().st_mode & 0o777
+    assert key == 0o600
+    unknown = run_cli(data_dir, "clients", "rotate-secret", "nobody-e2e")
+    assert unknown.returncode == 2
+    assert json.loads(unknown.stderr)["error"]["code"] == "unknown_client"
+
+
 def test_policy_rulesets_from_the_command_line(data_dir: Path) -> None:
     versions = run_cli(data_dir, "policy", "versions")
     assert versions.returncode == 0, versions.stderr

@@ -32,6 +32,7 @@ async def regulator(committed_api: Api, committed_uows: UnitOfWorkFactory) -> Pi
             role="regulator",
             display_name="MGA",
             provider_code=None,
+            sealer=committed_api.app.state.client_secrets,
             ctx=CTX,
         )
         await uow.commit()

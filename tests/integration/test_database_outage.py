@@ -299,6 +299,7 @@ def database_commands(tmp_path: Path) -> dict[tuple[str, ...], list[str]]:
         ("fx", "set"): ["EUR", "USD", "1.08"],
         ("players", "create"): ["--currency", "EUR"],
         ("clients", "register"): ["late", "--role", "operator"],
+        ("clients", "rotate-secret"): ["late"],
         ("audit", "integrate"): [],
         ("audit", "follow"): [],
         ("audit", "checkpoint"): [],

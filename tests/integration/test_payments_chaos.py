@@ -115,6 +115,7 @@ async def world(
     settings = Settings(
         data_dir=ROOT / "var",
         player_token_key_file=folder / "player-token-key",
+        client_secrets_key_file=folder / "client-secrets-key",
         payments_config=config_file,
     )
     app = create_app(
@@ -136,6 +137,7 @@ async def world(
             role="operator",
             display_name="O",
             provider_code=None,
+            sealer=app.state.client_secrets,
             ctx=CTX,
         )
         games = await clients.register(
@@ -144,6 +146,7 @@ async def world(
             role="game_provider",
             display_name="G",
             provider_code=f"games{SUFFIX}",
+            sealer=app.state.client_secrets,
             ctx=CTX,
         )
         await uow.commit()

@@ -39,7 +39,9 @@ SHIPPED = "2026-11-v1"
 def settings(tmp_path: Path) -> Settings:
     """The suite's settings, with a player token key of this test's own."""
     return Settings(
-        data_dir=ROOT / "var", player_token_key_file=tmp_path / "secrets" / "player-token-key"
+        data_dir=ROOT / "var",
+        player_token_key_file=tmp_path / "secrets" / "player-token-key",
+        client_secrets_key_file=tmp_path / "secrets" / "client-secrets-key",
     )
 
 

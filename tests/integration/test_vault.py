@@ -13,7 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from compliance.vault import rotation
 from compliance.vault.keys import LocalKeyFile, UnknownKekVersion, WrappedKey
+from core import clients
 from core.uow import UnitOfWorkFactory
+from tests.audit_support import catch_up
 from tests.conftest import CTX, Api, Clock
 
 pytestmark = pytest.mark.commits
@@ -285,14 +287,17 @@ async def test_kek_rotation_interrupted_then_resumed(
         assert shown.status_code == 200
 
 
-async def test_no_personal_value_leaks_outside_the_vault(
-    api: Api,
+async def test_no_personal_value_or_client_secret_leaks(
+    committed_api: Api,
+    committed_uows: UnitOfWorkFactory,
     owner_engine: AsyncEngine,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Register, play, reveal, export; then look for every value in every other table, in the
-    journal and in the logs."""
+    """Register, play, reveal, export, rotate the operator's secret and sign with both; then look
+    for every personal value in every table outside the vault, and for every client secret in
+    every table of every schema, in the journal, in the audit log and in the logs."""
     caplog.set_level(logging.DEBUG)
+    api = committed_api  # committed: the owner's scan below sees what the app wrote
     personal = person()
     player = (await register(api, personal))["player_id"]
     await api.operator.post(
@@ -318,31 +323,52 @@ async def test_no_personal_value_leaks_outside_the_vault(
         "currency": "EUR",
     }
     assert (await api.provider.post("/v1/wallet/bet", bet)).status_code == 200
-    for field in personal:
-        await reveal(api, player, field, "data_protection_officer", "dsar")
-    await api.operator.post(
+    old_secret = api.operator.secret
+    async with committed_uows() as uow:
+        rotated = await clients.rotate_secret(
+            uow,
+            client_id=api.operator.client_id,
+            overlap=timedelta(hours=1),
+            sealer=api.app.state.client_secrets,
+            ctx=CTX,
+        )
+        await uow.commit()
+    for field in personal:  # with the old secret, still in its overlap
+        assert (await reveal(api, player, field, "data_protection_officer", "dsar")).is_success
+    api.operator.secret = rotated.secret
+    exported = await api.operator.post(
         f"/v1/vault/players/{player}/export",
         {"actor": "dpo-1", "actor_role": "data_protection_officer"},
     )
+    assert exported.status_code == 200, exported.text
+    await catch_up(committed_uows)  # the journal's events enter the audit log too
     needles = {v.lower() for v in personal.values() if len(v) > 3} | {
         personal["iban"].replace(" ", "").lower()
+    }
+    client_secrets = {api.provider.secret, old_secret, rotated.secret}
+    secret_needles = {s.lower() for s in client_secrets} | {
+        s.encode().hex()
+        for s in client_secrets  # as bytea, it would read as hex
     }
     async with owner_engine.connect() as conn:
         tables = (
             await conn.execute(
                 sa.text(
-                    "SELECT table_name FROM information_schema.tables"
-                    " WHERE table_schema = 'public' AND table_type = 'BASE TABLE'"
+                    "SELECT table_schema, table_name FROM information_schema.tables"
+                    " WHERE table_schema NOT IN ('pg_catalog', 'information_schema')"
+                    " AND table_type = 'BASE TABLE'"
                 )
             )
-        ).scalars()
+        ).all()
         found = []
-        for table in list(tables):
+        for schema, table in tables:
             text = await conn.scalar(
-                sa.text(f"SELECT lower(string_agg(t::text, ' ')) FROM {table} t")  # noqa: S608
+                sa.text(f'SELECT lower(string_agg(t::text, \' \')) FROM "{schema}"."{table}" t')  # noqa: S608
             )
-            found += [(table, n) for n in needles if text and n in text]
+            looked_for = secret_needles | (needles if schema == "public" else set())
+            found += [(table, n) for n in looked_for if text and n in text]
     assert found == []
+    assert {"journal_events", "audit_entries", "api_clients"} <= {t for _, t in tables}
     logs = caplog.text.lower()
-    assert [n for n in needles if n in logs] == []
+    assert [n for n in needles | secret_needles if n in logs] == []
     assert len(needles) >= 7  # the scan looked for something
