@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 
 from app import auditing, demo, signing
+from app.console.cli import officers_cli
 from app.gating import PAYMENTS_OFF
 from app.payments_cli import payments_cli
 from app.psp_sim_cli import psp_sim_cli
@@ -71,6 +72,7 @@ policy_cli = typer.Typer(
 )
 cli.add_typer(policy_cli, name="policy")
 cli.add_typer(payments_cli, name="payments")
+cli.add_typer(officers_cli, name="officers")
 cli.add_typer(psp_sim_cli, name="psp-sim")
 
 CLI_CONTEXT = EventContext(actor="cli", trace_id="cli")

@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
+from app.console import demo as console_demo
 from app.gating import build_gate
 from compliance.vault import service as vault
 from compliance.vault.keys import KeyProvider
@@ -80,6 +81,8 @@ def seeder(
     async def seed_both(uows: UnitOfWorkFactory, vault_uows: UnitOfWorkFactory) -> None:
         await activate_rules(uows)
         await seed(uows, build_gate(settings, vault_uows, keys), client_secrets)
+        officers = await console_demo.seed(uows, settings.data_dir / "secrets")
+        console_demo.print_logins(officers, f"http://{settings.host}:{settings.port}")
         for player_id, data in PERSONAL.items():
             async with vault_uows() as uow:
                 try:
@@ -103,12 +106,12 @@ async def activate_rules(uows: UnitOfWorkFactory) -> None:
             {},
         )
         if current is not None and (
-            current["actor"] != CTX.actor or current["version"] == ruleset.available()[-1]
+            current["actor"] != CTX.actor or current["version"] == ruleset.newest(console=False)
         ):
             return
         await registry.activate(
             uow,
-            version=ruleset.available()[-1],
+            version=ruleset.newest(console=False),
             jurisdiction="*",
             actor="demo",
             reason="demo: the newest ruleset decides everywhere",

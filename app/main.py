@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import auditing, errors
 from app.api import admin, audit, health, kyc, me, payments, rg, vault, wallet
+from app.console import wiring as console
 from app.gating import build_cashier, build_gate
 from app.outage import DatabaseWatch
 from app.runtime import client_secrets, seal_clear_client_secrets, vault_keys
@@ -219,6 +220,7 @@ def create_app(
     watch = app.state.database_watch = DatabaseWatch(probe)
     errors.install(app)
     app.include_router(health.router)
+    console.install(app)
     app.include_router(wallet.router)
     app.include_router(payments.webhooks)
     app.include_router(admin.router)

@@ -13,11 +13,12 @@ from core.models import TS, Base
 
 class PolicyActivation(Base):
     """From `activated_at` on, `version` decides for `jurisdiction` ("*": wherever no
-    jurisdiction has a version of its own). The newest activation wins."""
+    jurisdiction has a version of its own; "console": the officers' console). The newest
+    activation wins."""
 
     __tablename__ = "policy_activations"
     __table_args__ = (
-        sa.CheckConstraint("jurisdiction ~ '^([A-Z]{2}|[*])$'", name="jurisdiction"),
+        sa.CheckConstraint("jurisdiction ~ '^([A-Z]{2}|[*]|console)$'", name="jurisdiction"),
         sa.CheckConstraint("content_hash ~ '^sha256:[0-9a-f]{64}$'", name="hash"),
         sa.Index("ix_policy_activations_jurisdiction_id", "jurisdiction", "id"),
     )

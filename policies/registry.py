@@ -5,6 +5,7 @@ its files at that moment. From then on the files must still hash the same, or th
 refuses to load them (`RulesetTampered`): a ruleset cannot change under a decision that cites it.
 """
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -15,6 +16,9 @@ from core.journal import EventContext
 from core.uow import UnitOfWork
 from policies import ruleset
 from policies.engine import Engine
+
+CONSOLE = "console"  # the scope of the officers' console's rulesets
+_COUNTRY = re.compile(r"[A-Z]{2}")
 
 # (root, version, hash): a ruleset's content is immutable, so its engine is built once per
 # process; files changed afterwards are refused by the next process that loads them.
@@ -49,9 +53,17 @@ async def activate(
 ) -> Activation:
     if version not in ruleset.available(root):
         raise NotFound("unknown_ruleset", f"no ruleset {version!r}", version=version)
-    if jurisdiction != "*" and not (len(jurisdiction) == 2 and jurisdiction.isupper()):  # noqa: PLR2004
-        raise InvalidRequest("invalid_jurisdiction", "a jurisdiction is XX or *")
+    if jurisdiction not in ("*", CONSOLE) and not _COUNTRY.fullmatch(jurisdiction):
+        raise InvalidRequest("invalid_jurisdiction", "a jurisdiction is XX, * or console")
     loaded = ruleset.load(root / version)
+    if (loaded.jurisdiction == CONSOLE) != (jurisdiction == CONSOLE):
+        raise InvalidRequest(
+            "ruleset_scope_mismatch",
+            f"{version} is a {'console' if loaded.jurisdiction == CONSOLE else 'money'} ruleset:"
+            f" it cannot decide for {jurisdiction}",
+            version=version,
+            jurisdiction=jurisdiction,
+        )
     await sql.run(
         uow,
         "INSERT INTO policy_activations (jurisdiction, version, content_hash, activated_at,"
@@ -81,11 +93,12 @@ async def activate(
 
 
 async def active(uow: UnitOfWork, jurisdiction: str) -> Activation:
-    """The jurisdiction's newest activation, else the newest for "*"."""
+    """The jurisdiction's newest activation, else the newest for "*" (the console's never
+    falls back: "*" holds money rulesets)."""
     row = await sql.one(
         uow,
         "SELECT jurisdiction, version, content_hash, activated_at FROM policy_activations"
-        " WHERE jurisdiction IN (%(j)s, '*')"
+        " WHERE jurisdiction = %(j)s OR (%(j)s <> 'console' AND jurisdiction = '*')"
         " ORDER BY jurisdiction = '*', id DESC LIMIT 1",
         {"j": jurisdiction},
     )

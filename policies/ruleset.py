@@ -32,7 +32,7 @@ RULESETS = Path(__file__).resolve().parent / "rulesets"
 MANIFEST, MODEL, POLICY, REASONS = "manifest.json", "model.conf", "policy.csv", "reasons.json"
 NO_RULE = "no_rule"  # the reason when no rule matches; every ruleset must say it in words
 CATEGORIES = frozenset(
-    {"responsible_gambling", "kyc", "aml", "jurisdiction", "operations", "ok"},
+    {"responsible_gambling", "kyc", "aml", "jurisdiction", "operations", "access", "ok"},
 )
 FACT_TYPES: dict[str, type] = {"bool": bool, "int": int, "str": str}
 _EFFECTS: dict[str, Literal["allow", "deny"]] = {"allow": "allow", "deny": "deny"}
@@ -48,7 +48,7 @@ _SUBJECT = "r_sub"  # `r.sub` after pycasbin escapes the dots
 _NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 _RULE_ID = re.compile(r"[a-z0-9][a-z0-9._-]*\Z")
 _ACTION = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*\Z")
-_JURISDICTION = re.compile(r"(\*|[A-Z]{2})\Z")
+_JURISDICTION = re.compile(r"(\*|[A-Z]{2}|console)\Z")  # console: the officers' console
 _NODES = (
     ast.Expression, ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.Not, ast.USub,
     ast.BinOp, ast.Add, ast.Sub, ast.Mult, ast.Compare, ast.Eq, ast.NotEq, ast.Lt, ast.LtE,
@@ -123,9 +123,15 @@ def load(directory: Path, *, expected_hash: str | None = None) -> Ruleset:
     reasons = _reasons(version, _json_object(version, REASONS, text[REASONS]))
     model = _model(version, text[MODEL])
     rules = _rules(version, model, text[POLICY], facts, reasons)
+    jurisdiction = _jurisdiction(version, manifest.get("jurisdiction"))
+    if (jurisdiction == "console") != version.startswith(CONSOLE_PREFIX):
+        raise RulesetError(
+            f"ruleset {version}: a console ruleset is named {CONSOLE_PREFIX}... and says"
+            " jurisdiction 'console'; no other ruleset does either"
+        )
     return Ruleset(
         version=_manifest_version(version, manifest.get("version")),
-        jurisdiction=_jurisdiction(version, manifest.get("jurisdiction")),
+        jurisdiction=jurisdiction,
         effective_from=_effective_from(version, manifest.get("effective_from")),
         description=_string(version, f"{MANIFEST}: description", manifest.get("description")),
         model_text=text[MODEL],
@@ -141,6 +147,14 @@ def available(root: Path = RULESETS) -> list[str]:
     if not root.is_dir():
         return []
     return sorted(entry.name for entry in root.iterdir() if (entry / MANIFEST).is_file())
+
+
+CONSOLE_PREFIX = "console-"  # a console ruleset's version (its manifest says "console" too)
+
+
+def newest(*, console: bool, root: Path = RULESETS) -> str:
+    """The newest version of the money rulesets, or of the console's."""
+    return [v for v in available(root) if v.startswith(CONSOLE_PREFIX) == console][-1]
 
 
 def casbin_expression(condition: str) -> str:
@@ -225,8 +239,8 @@ def _manifest_version(version: str, value: object) -> str:
 def _jurisdiction(version: str, value: object) -> str:
     if not isinstance(value, str) or not _JURISDICTION.match(value):
         raise RulesetError(
-            f"ruleset {version}: {MANIFEST}: jurisdiction must be an ISO 3166-1 alpha-2 code "
-            f"or '*', not {value!r}"
+            f"ruleset {version}: {MANIFEST}: jurisdiction must be an ISO 3166-1 alpha-2 code, "
+            f"'*' or 'console', not {value!r}"
         )
     return value
 

@@ -43,6 +43,7 @@ from policies import registry
 ROOT = Path(__file__).resolve().parent.parent
 CTX = EventContext(actor="test", trace_id="test")
 RULESET = "2026-11-v3"
+CONSOLE_RULESET = "console-2026-12-v1"
 
 
 class Clock:
@@ -75,6 +76,14 @@ async def _activate_rules(uows: UnitOfWorkFactory) -> None:
     async with uows() as uow:
         await registry.activate(
             uow, version=RULESET, jurisdiction="*", actor="test", reason="test session", ctx=CTX
+        )
+        await registry.activate(
+            uow,
+            version=CONSOLE_RULESET,
+            jurisdiction=registry.CONSOLE,
+            actor="test",
+            reason="test session",
+            ctx=CTX,
         )
         await uow.commit()
 

@@ -346,6 +346,7 @@ def test_cli_help_lists_every_command() -> None:
         "vault",
         "policy",
         "payments",
+        "officers",
         "psp-sim",
     )
     for command in commands:
@@ -527,3 +528,16 @@ def test_the_psp_simulator_serves_from_the_command_line() -> None:
         output, _ = process.communicate(timeout=30)
     assert "swiftpay (standard) at" in output
     assert "control API at" in output
+
+
+def test_officers_from_the_command_line(data_dir: Path) -> None:
+    created = run_cli(data_dir, "officers", "create", "ines.case", "--role", "officer")
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.startswith("officer=ines.case role=officer id=")
+    password = created.stdout.split("password=")[1].strip()
+    assert len(password) >= 20  # generated, shown once
+    again = run_cli(data_dir, "officers", "create", "ines.case", "--role", "officer")
+    assert again.returncode == 2
+    assert json.loads(again.stderr)["error"]["code"] == "officer_exists"
+    wrong = run_cli(data_dir, "officers", "create", "x.y", "--role", "croupier")
+    assert json.loads(wrong.stderr)["error"]["code"] == "invalid_role"

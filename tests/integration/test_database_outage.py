@@ -314,6 +314,7 @@ def database_commands(tmp_path: Path) -> dict[tuple[str, ...], list[str]]:
         ("payments", "reconcile"): ["--psp", "swiftpay", "--statement", str(statement)],
         ("payments", "expire"): [],
         ("payments", "submit"): [some_id],
+        ("officers", "create"): ["late-officer", "--role", "auditor"],
     }
 
 

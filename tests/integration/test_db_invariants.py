@@ -16,6 +16,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+import app.console.models  # noqa: F401 - the console's tables
 import audit.models  # noqa: F401 - the audit tables belong to the schema too
 import compliance.models  # noqa: F401 - the responsible-gambling tables
 import policies.models  # noqa: F401 - and the policy tables

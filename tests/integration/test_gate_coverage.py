@@ -288,6 +288,13 @@ NO_MONEY = {
     ("POST", "/v1/vault/players/{player_id}/documents"),
     ("POST", "/v1/me/limits"),
     ("POST", "/v1/me/exclusions"),
+    # the officers' console: signing in and out, sessions; no money moves there yet
+    ("POST", "/console/sign-in"),
+    ("POST", "/console/second-factor"),
+    ("POST", "/console/enrolling"),
+    ("POST", "/console/step-up"),
+    ("POST", "/console/sign-out"),
+    ("POST", "/console/sessions/{ref}/end"),
 }
 
 

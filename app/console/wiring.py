@@ -1,0 +1,39 @@
+"""Mounting the console on the app: its routers, static assets and the two exceptions its
+pages raise (go elsewhere; a form without this session's CSRF token)."""
+
+import uuid
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from fastapi.staticfiles import StaticFiles
+
+from app.console import pages, signin, web
+from core import journal
+from core.journal import EventContext
+
+
+async def _redirect(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, web.Redirect)  # noqa: S101 - registered for Redirect only
+    return web.redirect(request, exc.to, exc.token)
+
+
+async def _csrf_refused(request: Request, _: Exception) -> Response:
+    """Nothing the form asked is done; the attempt is a security event."""
+    async with request.app.state.uow_factory() as uow:
+        await journal.record(
+            uow,
+            "security.csrf_refused",
+            ctx=EventContext(actor="console", trace_id=uuid.uuid4().hex),
+            data={"path": request.url.path, "address": web.address(request)},
+        )
+        await uow.commit()
+    return web.page(request, "csrf.html", status_code=403)
+
+
+def install(app: FastAPI) -> None:
+    app.state.console_sso = None  # set when single sign-on is configured
+    app.add_exception_handler(web.Redirect, _redirect)
+    app.add_exception_handler(web.CsrfRefused, _csrf_refused)
+    app.include_router(signin.router)
+    app.include_router(pages.router)
+    app.mount("/console/static", StaticFiles(directory=web.HERE / "static"), name="console-static")
