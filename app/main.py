@@ -11,6 +11,7 @@ import httpx
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import auditing, errors
@@ -30,7 +31,12 @@ log = logging.getLogger(__name__)
 
 
 class BodyLimit:
-    """Refuse bodies above `max_bytes` with 413 before anything reads them whole."""
+    """Refuse bodies above `max_bytes` with 413 before anything reads them whole.
+
+    A declared Content-Length is refused at once. A body without one (chunked) is counted as it
+    is read: the refusal is an HTTPException, because FastAPI re-raises that one from its body
+    parsing (any other exception there becomes a 400 "error parsing the body").
+    """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -51,16 +57,19 @@ class BodyLimit:
             message = await receive()
             received += len(message.get("body", b""))
             if received > self.max_bytes:
-                raise errors.PayloadTooLarge("body_too_large", "the body exceeds the accepted size")
+                raise HTTPException(413, self._too_large)
             return message
 
         await self.app(scope, limited, send)
 
+    @property
+    def _too_large(self) -> str:
+        return f"the body must be at most {self.max_bytes} bytes"
+
     async def _refuse(self, send: Send) -> None:
-        body = errors.error_body(
-            "body_too_large", f"the body must be at most {self.max_bytes} bytes"
+        response = JSONResponse(
+            errors.error_body("body_too_large", self._too_large), status_code=413
         )
-        response = JSONResponse(body, status_code=413)
         await response({"type": "http"}, _nothing, send)
 
 
