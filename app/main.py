@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app import auditing, errors
+from app import auditing, contract, errors
 from app.api import admin, audit, kyc, me, payments, rg, vault, wallet
 from app.gating import build_cashier, build_gate
 from app.runtime import vault_keys
@@ -184,8 +184,11 @@ def create_app(
     app = FastAPI(
         title="Pitwarden",
         version="0.1.0",
-        description="Compliance and audit heart of an online casino. Every request is signed "
-        "(X-Client-Id, X-Request-Timestamp, X-Request-Nonce, X-Signature): see README.md.",
+        description="Compliance and audit heart of an online casino. API clients sign every "
+        "request (the four headers of the security schemes ClientId, RequestTimestamp, "
+        "RequestNonce and Signature, whose description says how); players send their token "
+        "(PlayerToken); every mutating call takes an Idempotency-Key. Every error is "
+        '{"error": {"code", "message", "details"}}, its codes listed with each operation.',
         lifespan=lifespan,
     )
     app.state.settings = settings
@@ -211,4 +214,5 @@ def create_app(
         return {"status": "ok"}
 
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    contract.install(app)
     return app

@@ -214,6 +214,7 @@ DERIVED: dict[tuple[str, str], Callable[[list[Site]], set[tuple[int, str]]]] = {
     ("app.errors", "_http"): _http_layer,
     ("app.errors", "domain_error_response"): _handed_on,
     ("app.api.idempotent", "run"): _handed_on,
+    ("app.contract", "_examples"): _handed_on,  # the OpenAPI document's examples, not answers
 }
 
 
