@@ -6,7 +6,6 @@ actor, a role and a purpose, and every decision is journaled, a refusal too.
 """
 
 import base64
-import binascii
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import suppress
@@ -233,7 +232,7 @@ async def store_document(
 ) -> schemas.DocumentStored:
     try:
         content = base64.b64decode(body.content_base64, validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or a character that is not even ASCII
         raise InvalidRequest("invalid_base64", "content_base64 is not base64") from None
     token = await service.store_document(
         vault,

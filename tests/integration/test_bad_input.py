@@ -320,3 +320,12 @@ async def test_a_nul_in_telemetry_or_an_account_code_is_refused(
     )
     account = await api.http.get("/v1/admin/accounts/player%00x/balance", headers=headers)
     assert (account.status_code, account.json()["error"]["code"]) == (422, "invalid_request")
+
+
+@pytest.mark.parametrize("content", ["not base64!", "caf\u00e9"])
+async def test_a_document_that_is_not_base64_is_refused(api: Api, content: str) -> None:
+    response = await api.operator.post(
+        f"/v1/vault/players/{uuid.uuid4()}/documents",
+        {"kind": "passport_front", "content_type": "image/png", "content_base64": content},
+    )
+    assert (response.status_code, response.json()["error"]["code"]) == (422, "invalid_base64")
