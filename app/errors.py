@@ -40,12 +40,7 @@ class BadRequest(DomainError):
     """The request itself is malformed: headers, JSON syntax (400)."""
 
 
-class PayloadTooLarge(DomainError):
-    """The body exceeds the accepted size (413)."""
-
-
 STATUS = {
-    PayloadTooLarge: 413,
     BadRequest: 400,
     Unauthorized: 401,
     Forbidden: 403,
@@ -58,8 +53,10 @@ STATUS = {
 }
 
 
-def status_of(error: DomainError) -> int:
-    return next((code for cls, code in STATUS.items() if isinstance(error, cls)), 400)
+def status_of(error: DomainError | type[DomainError]) -> int:
+    """The status of an error, or of every error of a class (the error table's test asks)."""
+    kind = error if isinstance(error, type) else type(error)
+    return next((code for cls, code in STATUS.items() if issubclass(kind, cls)), 400)
 
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -106,14 +103,32 @@ async def _validation(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _http(_: Request, exc: Exception) -> JSONResponse:
+# The refusals of the HTTP layer: routing (404, 405), FastAPI's body parsing (400: it raises one
+# for anything `json.loads` fails with other than a syntax error) and app.main.BodyLimit (413).
+HTTP_CODES = {
+    400: "malformed_json",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+}
+
+
+def _unreadable(exc: HTTPException) -> str:
+    """Why FastAPI could not parse the body, in words (it says only that it could not)."""
+    if isinstance(exc.__cause__, UnicodeDecodeError):
+        return "the body is not UTF-8 JSON"
+    if isinstance(exc.__cause__, RecursionError):
+        return "the body's JSON is nested too deeply"
+    return "the body is not valid JSON"
+
+
+async def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)  # noqa: S101
-    codes = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
-    return JSONResponse(
-        error_body(codes.get(exc.status_code, "http_error"), str(exc.detail)),
-        status_code=exc.status_code,
-        headers=exc.headers,
-    )
+    code = HTTP_CODES.get(exc.status_code)
+    if code is None:  # a refusal nobody documented: a bug, answered and logged as one
+        return await _unexpected(request, exc)
+    message = _unreadable(exc) if exc.status_code == 400 else str(exc.detail)  # noqa: PLR2004
+    return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=exc.headers)
 
 
 # What two requests racing for the same rows produce; the loser may simply retry.

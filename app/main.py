@@ -11,9 +11,10 @@ import httpx
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app import auditing, errors
+from app import auditing, contract, errors
 from app.api import admin, audit, health, kyc, me, payments, rg, vault, wallet
 from app.console import wiring as console
 from app.gating import build_cashier, build_gate
@@ -34,7 +35,12 @@ log = logging.getLogger(__name__)
 
 
 class BodyLimit:
-    """Refuse bodies above `max_bytes` with 413 before anything reads them whole."""
+    """Refuse bodies above `max_bytes` with 413 before anything reads them whole.
+
+    A declared Content-Length is refused at once. A body without one (chunked) is counted as it
+    is read: the refusal is an HTTPException, because FastAPI re-raises that one from its body
+    parsing (any other exception there becomes a 400 "error parsing the body").
+    """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -55,16 +61,19 @@ class BodyLimit:
             message = await receive()
             received += len(message.get("body", b""))
             if received > self.max_bytes:
-                raise errors.PayloadTooLarge("body_too_large", "the body exceeds the accepted size")
+                raise HTTPException(413, self._too_large)
             return message
 
         await self.app(scope, limited, send)
 
+    @property
+    def _too_large(self) -> str:
+        return f"the body must be at most {self.max_bytes} bytes"
+
     async def _refuse(self, send: Send) -> None:
-        body = errors.error_body(
-            "body_too_large", f"the body must be at most {self.max_bytes} bytes"
+        response = JSONResponse(
+            errors.error_body("body_too_large", self._too_large), status_code=413
         )
-        response = JSONResponse(body, status_code=413)
         await response({"type": "http"}, _nothing, send)
 
 
@@ -199,8 +208,11 @@ def create_app(
     app = FastAPI(
         title="Pitwarden",
         version="0.1.0",
-        description="Compliance and audit heart of an online casino. Every request is signed "
-        "(X-Client-Id, X-Request-Timestamp, X-Request-Nonce, X-Signature): see README.md.",
+        description="Compliance and audit heart of an online casino. API clients sign every "
+        "request (the four headers of the security schemes ClientId, RequestTimestamp, "
+        "RequestNonce and Signature, whose description says how); players send their token "
+        "(PlayerToken); every mutating call takes an Idempotency-Key. Every error is "
+        '{"error": {"code", "message", "details"}}, its codes listed with each operation.',
         lifespan=lifespan,
     )
     app.state.settings = settings
@@ -232,4 +244,5 @@ def create_app(
     app.include_router(payments.router)
 
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    contract.install(app)
     return app

@@ -4,6 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal, Self
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StrictBool, StringConstraints
 
 from core.money import AMOUNT_PATTERN, CURRENCY_PATTERN, format_minor
@@ -39,15 +40,19 @@ class Telemetry(Strict):
     device: Tag | None = None
 
 
+EXAMPLE_PLAYER_ID = "00000000-0000-4000-8000-000000000001"  # the demo's first player
 _EXAMPLE_IDS = {
     "request_uuid": "6f1c2b6e-52a4-4f0e-9d0c-3a5f1f6d2a10",
-    "player_id": "00000000-0000-4000-8000-000000000001",
+    "player_id": EXAMPLE_PLAYER_ID,
 }
 _EXAMPLE_BET = _EXAMPLE_IDS | {
     "transaction_uuid": "0b8f3f3c-7a5e-4c9b-8f7e-2d1c0a9b8e71",
     "round_id": "round-7781",
     "bet_id": "bet-7781-1",
 }
+
+# A player named in a path: the parameter of every per-player operation.
+PlayerId = Annotated[uuid.UUID, Path(description="The player's id", examples=[EXAMPLE_PLAYER_ID])]
 
 
 def _example(**fields: JsonValue) -> ConfigDict:
@@ -160,6 +165,7 @@ class ErrorResponse(BaseModel):
 
 
 class NewPlayer(Strict):
+    model_config = _example(currency="EUR", jurisdiction="MT")
     currency: Currency
     jurisdiction: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")] = Field(examples=["MT"])
 
@@ -171,6 +177,15 @@ class PlayerCreated(BaseModel):
 
 
 class Adjustment(Strict):
+    model_config = _example(
+        player_id=_EXAMPLE_IDS["player_id"],
+        amount="20.00",
+        currency="EUR",
+        direction="credit",
+        source="bonus",
+        operator="alice",
+        reason="welcome bonus",
+    )
     player_id: uuid.UUID
     amount: Amount
     currency: Currency
@@ -185,11 +200,19 @@ class AdjustmentDone(WalletView):
 
 
 class Reversal(Strict):
+    model_config = _example(operator="alice", reason="credited to the wrong player")
     operator: Label = Field(description="The person who decided the correction")
     reason: Label
 
 
 class NewFxRate(Strict):
+    model_config = _example(
+        base="USD",
+        quote="EUR",
+        rate="0.9231",
+        source="ECB reference rate",
+        as_of="2026-11-24T12:00:00Z",
+    )
     base: Currency
     quote: Currency
     rate: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,12}(\.[0-9]{1,12})?$")] = Field(
@@ -282,6 +305,17 @@ class PersonalDataIn(Strict):
 
 
 class NewRegisteredPlayer(Strict):
+    model_config = _example(
+        currency="EUR",
+        jurisdiction="MT",
+        personal={
+            "legal_name": "Maria Borg",
+            "date_of_birth": "1990-04-17",
+            "country": "MT",
+            "email": "maria@example.com",
+            "iban": "MT84MALT011000012345MTLCAST001S",
+        },
+    )
     currency: Currency
     jurisdiction: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")] = Field(examples=["MT"])
     personal: PersonalDataIn
@@ -301,6 +335,7 @@ class PlayerRegistered(BaseModel):
 
 
 class Actor(Strict):
+    model_config = _example(actor="dpo-1", actor_role="data_protection_officer")
     actor: Tag = Field(description="The officer acting", examples=["officer-17"])
     actor_role: Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,40}$")] = Field(
         examples=["compliance_officer"]
@@ -308,6 +343,9 @@ class Actor(Strict):
 
 
 class RevealRequest(Actor):
+    model_config = _example(
+        actor="officer-17", actor_role="compliance_officer", field="iban", purpose="aml_case"
+    )
     field: Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,40}$")] = Field(examples=["iban"])
     purpose: Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,40}$")] = Field(
         examples=["aml_case"]
@@ -322,6 +360,7 @@ class Revealed(BaseModel):
 
 
 class ErasureRequest(Strict):
+    model_config = _example(actor="dpo-1", reason="the player's erasure request of 2026-11-20")
     actor: Tag
     reason: Label
 
@@ -332,6 +371,9 @@ class Erased(BaseModel):
 
 
 class NewDocument(Strict):
+    model_config = _example(
+        kind="passport_front", content_type="image/png", content_base64="iVBORw0KGgo="
+    )
     kind: Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,40}$")] = Field(
         examples=["passport_front"]
     )
@@ -347,6 +389,9 @@ class DocumentStored(BaseModel):
 
 
 class KillSwitchChange(Strict):
+    model_config = _example(
+        zone="withdrawal", off=True, reason="payment provider incident", actor="cco-1"
+    )
     zone: Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,40}$")] = Field(
         examples=["withdrawal"]
     )
@@ -372,6 +417,7 @@ class KillSwitches(BaseModel):
 
 
 class LimitRequest(Strict):
+    model_config = _example(kind="deposit", period="7d", amount="200.00", actor="officer-7")
     kind: Literal["deposit", "loss", "wager"]
     period: Literal["24h", "7d", "30d"]
     amount: Amount | None = Field(
@@ -390,6 +436,9 @@ class LimitChanged(BaseModel):
 
 
 class ExclusionRequest(Strict):
+    model_config = _example(
+        kind="time_out", until="2026-12-24T00:00:00Z", actor="officer-7", reason="asked by phone"
+    )
     kind: Literal["time_out", "self_exclusion"]
     until: str | None = Field(
         description="RFC 3339 end; null only for an indefinite self-exclusion",
@@ -430,6 +479,7 @@ class PlayerToken(BaseModel):
 
 
 class PlayerLimitRequest(Strict):
+    model_config = _example(kind="loss", period="24h", amount="50.00")
     kind: Literal["deposit", "loss", "wager"]
     period: Literal["24h", "7d", "30d"]
     amount: Amount | None = Field(
@@ -438,6 +488,7 @@ class PlayerLimitRequest(Strict):
 
 
 class PlayerExclusionRequest(Strict):
+    model_config = _example(kind="time_out", until="2026-12-24T00:00:00Z", reason="a break")
     kind: Literal["time_out", "self_exclusion"]
     until: str | None = Field(
         description="RFC 3339 end; null only for an indefinite self-exclusion",
@@ -475,6 +526,9 @@ class PlayerDecisions(BaseModel):
 
 
 class KycLevelRequest(Strict):
+    model_config = _example(
+        level="verified", actor="officer-7", reason="passport and proof of address checked"
+    )
     level: Literal["unverified", "basic", "verified"] = Field(
         description="verified: identity and age proven; only it lets money move past the "
         "due-diligence threshold and out through withdrawals"
@@ -484,12 +538,18 @@ class KycLevelRequest(Strict):
 
 
 class AmlHoldRequest(Strict):
+    model_config = _example(on_hold=True, actor="mlro-1", reason="source of funds requested")
     on_hold: bool = Field(description="true puts withdrawals on hold; false lifts the hold")
     actor: Tag = Field(examples=["mlro-1"])
     reason: Label = Field(examples=["source of funds requested"])
 
 
 class LinkRequest(Strict):
+    model_config = _example(
+        linked_player_id="00000000-0000-4000-8000-000000000002",
+        actor="officer-7",
+        reason="same household, confirmed by documents",
+    )
     linked_player_id: uuid.UUID
     actor: Tag = Field(examples=["officer-7"])
     reason: Label = Field(examples=["same household, confirmed by documents"])
@@ -548,6 +608,7 @@ class WithdrawalRequest(Telemetry):
 
 
 class ReviewRequest(Strict):
+    model_config = _example(approve=True, officer="mlro-1", reason="source of funds documented")
     approve: StrictBool
     officer: Label = Field(description="The compliance officer deciding")
     reason: Label

@@ -1,7 +1,6 @@
 """Operator API: players (until the vault owns registration), manual adjustments, FX rates,
 and balances now or at any past instant."""
 
-import uuid
 from datetime import datetime
 from typing import Annotated
 
@@ -10,8 +9,8 @@ from fastapi.responses import Response
 
 from app import schemas
 from app.api import idempotent
-from app.api.wallet import ERRORS
 from app.auth import IdempotencyKey, Operator, Uow
+from app.contract import MONEY, combined, refusals
 from app.gating import Gated
 from core import fx, ledger, players, wallets
 from core.errors import InvalidRequest
@@ -19,7 +18,7 @@ from core.journal import rfc3339
 from core.money import format_minor, parse_amount
 from policies import killswitch
 
-router = APIRouter(prefix="/v1/admin", tags=["operator"], responses=ERRORS)
+router = APIRouter(prefix="/v1/admin", tags=["operator"])
 
 
 def parse_instant(text: str, field: str) -> datetime:
@@ -34,7 +33,11 @@ def parse_instant(text: str, field: str) -> datetime:
     return instant
 
 
-@router.post("/players", response_model=schemas.PlayerCreated)
+@router.post(
+    "/players",
+    response_model=schemas.PlayerCreated,
+    responses=refusals({422: ["unknown_currency", "invalid_jurisdiction"]}),
+)
 async def create_player(
     request: Request,
     body: schemas.NewPlayer,
@@ -53,7 +56,17 @@ async def create_player(
     return await idempotent.run_signed(request, uow=uow, principal=principal, key=key, action=act)
 
 
-@router.post("/adjustments", response_model=schemas.AdjustmentDone)
+@router.post(
+    "/adjustments",
+    response_model=schemas.AdjustmentDone,
+    responses=refusals(
+        combined(
+            {404: ["unknown_player"], 409: ["insufficient_funds"]},
+            MONEY,
+            {422: ["currency_mismatch", "reason_required"]},
+        )
+    ),
+)
 async def adjust(
     *,
     request: Request,
@@ -84,11 +97,21 @@ async def adjust(
     return await idempotent.run_signed(request, uow=uow, principal=principal, key=key, action=act)
 
 
-@router.post("/adjustments/{ledger_transaction_id}/reversal", response_model=schemas.AdjustmentDone)
+@router.post(
+    "/adjustments/{ledger_transaction_id}/reversal",
+    response_model=schemas.AdjustmentDone,
+    responses=refusals(
+        {
+            404: ["unknown_adjustment"],
+            409: ["already_reversed", "insufficient_funds"],
+            422: ["reason_required"],
+        }
+    ),
+)
 async def reverse_adjustment(
     *,
     request: Request,
-    ledger_transaction_id: Annotated[int, Path(ge=1, le=2**63 - 1)],  # a BIGINT id
+    ledger_transaction_id: Annotated[int, Path(ge=1, le=2**63 - 1, examples=[6])],  # a BIGINT
     body: schemas.Reversal,
     uow: Uow,
     principal: Operator,
@@ -113,7 +136,13 @@ async def reverse_adjustment(
     return await idempotent.run_signed(request, uow=uow, principal=principal, key=key, action=act)
 
 
-@router.post("/fx-rates", response_model=schemas.FxRateOut)
+@router.post(
+    "/fx-rates",
+    response_model=schemas.FxRateOut,
+    responses=refusals(
+        {422: ["unknown_currency", "invalid_rate", "same_currency", "invalid_datetime"]}
+    ),
+)
 async def record_fx_rate(
     request: Request,
     body: schemas.NewFxRate,
@@ -144,13 +173,27 @@ async def record_fx_rate(
     return await idempotent.run_signed(request, uow=uow, principal=principal, key=key, action=act)
 
 
-@router.get("/accounts/{code}/balance", response_model=schemas.AccountBalance)
+@router.get(
+    "/accounts/{code}/balance",
+    response_model=schemas.AccountBalance,
+    responses=refusals({404: ["unknown_account"], 422: ["invalid_datetime"]}),
+)
 async def account_balance(
-    code: Annotated[str, Path(pattern=r"^[A-Za-z0-9:_.-]{1,200}$")],
+    code: Annotated[
+        str,
+        Path(
+            pattern=r"^[A-Za-z0-9:_.-]{1,200}$",
+            examples=[f"player:{schemas.EXAMPLE_PLAYER_ID}:cash"],
+        ),
+    ],
     uow: Uow,
     _: Operator,
     at: Annotated[
-        str | None, Query(description="RFC 3339 instant: the balance as it stood then")
+        str | None,
+        Query(
+            description="RFC 3339 instant: the balance as it stood then",
+            examples=["2026-11-25T12:00:00Z"],
+        ),
     ] = None,
 ) -> schemas.AccountBalance:
     """Current balance (O(1)), or the balance at `at` recomputed from postings."""
@@ -169,9 +212,13 @@ async def account_balance(
     )
 
 
-@router.get("/players/{player_id}/wallet", response_model=schemas.WalletView)
+@router.get(
+    "/players/{player_id}/wallet",
+    response_model=schemas.WalletView,
+    responses=refusals({404: ["unknown_player"]}),
+)
 async def player_wallet(
-    player_id: uuid.UUID,
+    player_id: schemas.PlayerId,
     uow: Uow,
     _: Operator,
 ) -> schemas.WalletView:
@@ -190,7 +237,11 @@ async def kill_switches(uow: Uow, _: Operator) -> schemas.KillSwitches:
     )
 
 
-@router.post("/kill-switches", response_model=schemas.KillSwitchState)
+@router.post(
+    "/kill-switches",
+    response_model=schemas.KillSwitchState,
+    responses=refusals({422: ["unknown_zone", "reason_required"]}),
+)
 async def switch_zone(
     request: Request,
     body: schemas.KillSwitchChange,

@@ -13,14 +13,16 @@ from fastapi.responses import PlainTextResponse, Response
 
 from app import schemas
 from app.api.admin import parse_instant
-from app.api.wallet import ERRORS
 from app.auth import Auditor, Uow
+from app.contract import refusals
 from audit import log
 
-router = APIRouter(prefix="/v1/audit", tags=["audit"], responses=ERRORS)
+router = APIRouter(prefix="/v1/audit", tags=["audit"])
+_PROOF = refusals({422: ["bad_range", "beyond_tree"]})
 
 MAX_INDEX = 2**62  # BIGINT leaves room; anything larger is a caller's mistake, not a 500
-Index = Annotated[int, Query(ge=0, le=MAX_INDEX)]
+Index = Annotated[int, Query(ge=0, le=MAX_INDEX, examples=[0])]
+Size = Annotated[int, Query(ge=0, le=MAX_INDEX, examples=[1])]
 BINARY = "application/octet-stream"
 
 
@@ -41,13 +43,20 @@ def _checkpoint(stored: log.StoredCheckpoint) -> schemas.AuditCheckpoint:
 @router.get(
     "/checkpoint",
     response_class=PlainTextResponse,
-    responses={200: {"content": {"text/plain": {}}, "description": "The latest signed note"}},
+    responses={
+        200: {"content": {"text/plain": {}}, "description": "The latest signed note"},
+        **refusals({404: ["no_checkpoint"]}),
+    },
 )
 async def latest_checkpoint(uow: Uow, _: Auditor) -> PlainTextResponse:
     return PlainTextResponse((await log.latest_checkpoint(uow)).note)
 
 
-@router.get("/checkpoints", response_model=schemas.AuditCheckpoint)
+@router.get(
+    "/checkpoints",
+    response_model=schemas.AuditCheckpoint,
+    responses=refusals({404: ["no_checkpoint"], 422: ["invalid_datetime"]}),
+)
 async def checkpoint_at(
     uow: Uow,
     _: Auditor,
@@ -57,8 +66,8 @@ async def checkpoint_at(
     return _checkpoint(await log.checkpoint_at(uow, parse_instant(at, "at")))
 
 
-@router.get("/proof/inclusion", response_model=schemas.InclusionProof)
-async def inclusion(uow: Uow, _: Auditor, index: Index, size: Index) -> schemas.InclusionProof:
+@router.get("/proof/inclusion", response_model=schemas.InclusionProof, responses=_PROOF)
+async def inclusion(uow: Uow, _: Auditor, index: Index, size: Size) -> schemas.InclusionProof:
     """Proof that entry `index` is in the tree of `size` entries (size of a checkpoint)."""
     leaf, proof = await log.inclusion_proof(uow, index=index, size=size)
     return schemas.InclusionProof(
@@ -66,12 +75,12 @@ async def inclusion(uow: Uow, _: Auditor, index: Index, size: Index) -> schemas.
     )
 
 
-@router.get("/proof/consistency", response_model=schemas.ConsistencyProof)
+@router.get("/proof/consistency", response_model=schemas.ConsistencyProof, responses=_PROOF)
 async def consistency(
     uow: Uow,
     _: Auditor,
-    size1: Annotated[int, Query(alias="from", ge=0, le=MAX_INDEX)],
-    size2: Annotated[int, Query(alias="to", ge=0, le=MAX_INDEX)],
+    size1: Annotated[int, Query(alias="from", ge=0, le=MAX_INDEX, examples=[1])],
+    size2: Annotated[int, Query(alias="to", ge=0, le=MAX_INDEX, examples=[2])],
 ) -> schemas.ConsistencyProof:
     """Proof that the tree of `to` entries extends the tree of `from` entries."""
     proof = await log.consistency_proof(uow, size1=size1, size2=size2)
@@ -83,10 +92,10 @@ async def consistency(
 @router.get(
     "/entries",
     response_model=schemas.AuditEntries,
-    responses={200: {"content": {BINARY: {}}}},
+    responses={200: {"content": {BINARY: {}}}, **refusals({422: ["bad_range"]})},
 )
 async def entries(
-    request: Request, uow: Uow, _: Auditor, start: Index, end: Index
+    request: Request, uow: Uow, _: Auditor, start: Index, end: Size
 ) -> Response | schemas.AuditEntries:
     """Entries start <= index < end (at most 1000), in JSON, or as a binary stream when the
     request accepts application/octet-stream: per entry a 4-byte big-endian length, then the

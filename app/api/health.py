@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from app.contract import refusals
 from app.errors import DATABASE_RETRY_AFTER_S, error_body
 from audit import log
 from core import sql
@@ -29,10 +30,7 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get(
-    "/readyz",
-    responses={503: {"description": "Not ready: `not_ready`, the failing check in `details`"}},
-)
+@router.get("/readyz", responses=refusals({503: ("not_ready",)}))
 async def readyz(request: Request) -> JSONResponse:
     """Readiness: 200 with each check's finding, or 503 `not_ready` with Retry-After and the
     reason (database unreachable, migrations behind the code, audit log lagging)."""

@@ -3,20 +3,19 @@ reads for every decision (compliance.kyc). Every change is journaled with its of
 reason, and takes effect with the next request."""
 
 import uuid
-from typing import Annotated
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from app import schemas
 from app.api import idempotent
-from app.api.wallet import ERRORS
 from app.auth import IdempotencyKey, Operator, Uow
+from app.contract import refusals
 from compliance import kyc
 from core.uow import UnitOfWork
 
-router = APIRouter(prefix="/v1/admin/players", tags=["kyc and aml"], responses=ERRORS)
-PlayerId = Annotated[uuid.UUID, Path()]
+router = APIRouter(prefix="/v1/admin/players", tags=["kyc and aml"])
+PlayerId = schemas.PlayerId
 
 
 async def _standing(uow: UnitOfWork, player_id: uuid.UUID) -> schemas.Standing:
@@ -31,7 +30,11 @@ async def _standing(uow: UnitOfWork, player_id: uuid.UUID) -> schemas.Standing:
     )
 
 
-@router.get("/{player_id}/standing", response_model=schemas.Standing)
+@router.get(
+    "/{player_id}/standing",
+    response_model=schemas.Standing,
+    responses=refusals({404: ["unknown_player"]}),
+)
 async def standing(player_id: PlayerId, uow: Uow, _: Operator) -> schemas.Standing:
     """KYC level, AML hold and linked accounts as they stand now."""
     found = await _standing(uow, player_id)
@@ -39,7 +42,11 @@ async def standing(player_id: PlayerId, uow: Uow, _: Operator) -> schemas.Standi
     return found
 
 
-@router.post("/{player_id}/kyc", response_model=schemas.Standing)
+@router.post(
+    "/{player_id}/kyc",
+    response_model=schemas.Standing,
+    responses=refusals({404: ["unknown_player"], 422: ["invalid_kyc_level", "reason_required"]}),
+)
 async def set_kyc_level(
     *,
     request: Request,
@@ -65,7 +72,11 @@ async def set_kyc_level(
     return await idempotent.run_signed(request, uow=uow, principal=principal, key=key, action=act)
 
 
-@router.post("/{player_id}/aml-hold", response_model=schemas.Standing)
+@router.post(
+    "/{player_id}/aml-hold",
+    response_model=schemas.Standing,
+    responses=refusals({404: ["unknown_player"], 422: ["reason_required"]}),
+)
 async def set_aml_hold(
     *,
     request: Request,
@@ -91,7 +102,11 @@ async def set_aml_hold(
     return await idempotent.run_signed(request, uow=uow, principal=principal, key=key, action=act)
 
 
-@router.post("/{player_id}/links", response_model=schemas.Standing)
+@router.post(
+    "/{player_id}/links",
+    response_model=schemas.Standing,
+    responses=refusals({404: ["unknown_player"], 422: ["invalid_link", "reason_required"]}),
+)
 async def link(
     *,
     request: Request,

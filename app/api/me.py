@@ -3,48 +3,35 @@ they stand, their limits and exclusions, and why they were refused. The token de
 data a call reads or changes; no path or body names a player. Operators mint the tokens.
 """
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from app import schemas
 from app.api import idempotent
-from app.api.rg import PlayerId, change_limit, standing_of, start_exclusion
-from app.api.wallet import ERRORS
+from app.api.rg import (
+    EXCLUSION_REFUSALS,
+    LIMIT_REFUSALS,
+    PlayerId,
+    change_limit,
+    standing_of,
+    start_exclusion,
+)
 from app.auth import IdempotencyKey, Operator, Uow
+from app.contract import refusals
 from app.player_auth import PlayerPrincipal, tokens
 from compliance import denials
 from core import journal, players
 from core.payments import service
 
-PLAYER_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": schemas.ErrorResponse, "description": text}
-    for status, text in {
-        400: "Malformed JSON, or a change without an Idempotency-Key",
-        401: "No player token, or one that is malformed, expired, meant for another audience or "
-        "not signed by Pitwarden: missing_auth_header, invalid_token, token_expired (with a "
-        "WWW-Authenticate: Bearer challenge)",
-        404: "The token's player does not exist",
-        409: "exclusion_cannot_be_shortened, or idempotency_key_in_flight",
-        413: "Body larger than the accepted maximum",
-        422: "Invalid values (amount, decimals, dates, exclusion length), or an Idempotency-Key "
-        "reused for another request",
-    }.items()
-}
-PLAYER_ERRORS[401]["headers"] = {
-    "WWW-Authenticate": {
-        "description": 'Bearer realm="pitwarden", with error="invalid_token" when a token was sent',
-        "schema": {"type": "string"},
-    }
-}
-
 router = APIRouter()
-player_api = APIRouter(prefix="/v1/me", tags=["player"], responses=PLAYER_ERRORS)
-sessions = APIRouter(prefix="/v1/admin/players", tags=["player tokens"], responses=ERRORS)
+player_api = APIRouter(prefix="/v1/me", tags=["player"])
+sessions = APIRouter(prefix="/v1/admin/players", tags=["player tokens"])
+_PLAYER = refusals({404: ["unknown_player"]})  # the token's player is gone
 
 
-@sessions.post("/{player_id}/session", response_model=schemas.PlayerToken)
+@sessions.post("/{player_id}/session", response_model=schemas.PlayerToken, responses=_PLAYER)
 async def mint_token(
     request: Request, player_id: PlayerId, uow: Uow, principal: Operator
 ) -> schemas.PlayerToken:
@@ -64,14 +51,16 @@ async def mint_token(
     return schemas.PlayerToken(token=minted.token, expires_at=minted.expires_at)
 
 
-@player_api.get("/responsible-gambling", response_model=schemas.ResponsibleGambling)
+@player_api.get(
+    "/responsible-gambling", response_model=schemas.ResponsibleGambling, responses=_PLAYER
+)
 async def my_standing(uow: Uow, player: PlayerPrincipal) -> schemas.ResponsibleGambling:
     """My limits in force, changes waiting for their cooling-off and when they take effect,
     what I have used of each limit's period, and my time-outs and self-exclusions in force."""
     return await standing_of(uow, player.player_id)
 
 
-@player_api.post("/limits", response_model=schemas.LimitChanged)
+@player_api.post("/limits", response_model=schemas.LimitChanged, responses=refusals(LIMIT_REFUSALS))
 async def set_my_limit(
     request: Request,
     body: schemas.PlayerLimitRequest,
@@ -99,7 +88,11 @@ async def set_my_limit(
     )
 
 
-@player_api.post("/exclusions", response_model=schemas.ExclusionStarted)
+@player_api.post(
+    "/exclusions",
+    response_model=schemas.ExclusionStarted,
+    responses=refusals(EXCLUSION_REFUSALS),
+)
 async def exclude_me(
     request: Request,
     body: schemas.PlayerExclusionRequest,
@@ -127,11 +120,11 @@ async def exclude_me(
     )
 
 
-@player_api.get("/decisions", response_model=schemas.PlayerDecisions)
+@player_api.get("/decisions", response_model=schemas.PlayerDecisions, responses=_PLAYER)
 async def my_refusals(
     uow: Uow,
     player: PlayerPrincipal,
-    limit: Annotated[int, Query(ge=1, le=denials.MAX_LISTED)] = 20,
+    limit: Annotated[int, Query(ge=1, le=denials.MAX_LISTED, examples=[20])] = 20,
 ) -> schemas.PlayerDecisions:
     """Why I was refused: my most recent denied decisions, newest first, each with its reason
     in words and, for responsible-gambling reasons, where to find help in my country."""
@@ -157,7 +150,7 @@ async def my_refusals(
 async def my_payments(
     uow: Uow,
     player: PlayerPrincipal,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    limit: Annotated[int, Query(ge=1, le=100, examples=[20])] = 20,
 ) -> list[schemas.PaymentView]:
     """My deposits and withdrawals, newest first, each in its state (a withdrawal waiting for
     review says so with `needs_review`); a refused one is in `/v1/me/decisions` with its reason."""

@@ -16,8 +16,8 @@ from fastapi.responses import JSONResponse, Response
 
 from app import schemas
 from app.api import idempotent
-from app.api.wallet import ERRORS
 from app.auth import IdempotencyKey, Operator, Uow, trace_id
+from app.contract import MONEY, combined, refusals
 from app.errors import Unauthorized
 from app.gating import Cashiered
 from compliance.cashier import Cashier
@@ -26,11 +26,34 @@ from core.money import parse_amount
 from core.payments import service
 from core.payments.signatures import SignatureRefused
 
-router = APIRouter(tags=["payments"], responses=ERRORS)
+router = APIRouter(tags=["payments"])
 # The providers' endpoint, matched early: providers send many webhooks, and FastAPI tries the
 # routes in order (measured: route matching was 9 % of a webhook's server time when last).
-webhooks = APIRouter(tags=["payments"], responses=ERRORS)
-PaymentId = Annotated[uuid.UUID, Path(description="The payment's id")]
+webhooks = APIRouter(tags=["payments"])
+PaymentId = Annotated[
+    uuid.UUID,
+    Path(description="The payment's id", examples=["3f0c8a1e-2b7d-4c55-9e61-0d4a7b9c2e18"]),
+]
+_SWIFTPAY_EVENT = {
+    "type": "payment.succeeded",
+    "timestamp": "2026-11-25T12:00:05Z",
+    "data": {
+        "id": "pay_7f3a9c2e41d8",
+        "object": "payment",
+        "reference": "3f0c8a1e-2b7d-4c55-9e61-0d4a7b9c2e18",
+        "status": "succeeded",
+        "amount": "50.00",
+        "currency": "EUR",
+        "country": "MT",
+        "method": "card",
+        "created": "2026-11-25T12:00:00Z",
+    },
+}
+# No provider took it yet: the operator sends it again later (POST .../submit).
+_UNSENT = {503: ["no_payment_provider_available", "payout_in_doubt"]}
+_OPENING = combined(
+    {404: ["unknown_player"], 422: ["unknown_method", "no_payment_route"]}, MONEY, _UNSENT
+)
 
 
 async def _sent(cashier: Cashier, opened: Response, ctx: EventContext) -> Response:
@@ -43,7 +66,9 @@ async def _sent(cashier: Cashier, opened: Response, ctx: EventContext) -> Respon
     return JSONResponse(schemas.PaymentView.of(payment).model_dump(mode="json"), headers=headers)
 
 
-@router.post("/v1/payments/deposits", response_model=schemas.PaymentView)
+@router.post(
+    "/v1/payments/deposits", response_model=schemas.PaymentView, responses=refusals(_OPENING)
+)
 async def deposit(
     *,
     request: Request,
@@ -72,7 +97,16 @@ async def deposit(
     return await _sent(cashier, opened, ctx)
 
 
-@router.post("/v1/payments/withdrawals", response_model=schemas.PaymentView)
+@router.post(
+    "/v1/payments/withdrawals",
+    response_model=schemas.PaymentView,
+    responses=refusals(
+        combined(
+            _OPENING,
+            {409: ["insufficient_funds"], 422: ["currency_mismatch", "destination_required"]},
+        )
+    ),
+)
 async def withdrawal(
     *,
     request: Request,
@@ -103,7 +137,11 @@ async def withdrawal(
     return await _sent(cashier, opened, ctx)
 
 
-@router.get("/v1/payments/{payment_id}", response_model=schemas.PaymentDetail)
+@router.get(
+    "/v1/payments/{payment_id}",
+    response_model=schemas.PaymentDetail,
+    responses=refusals({404: ["unknown_payment"]}),
+)
 async def payment(payment_id: PaymentId, uow: Uow, _: Operator) -> schemas.PaymentDetail:
     """The payment with every step it took and every call to a provider."""
     found = await service.get(uow, payment_id)
@@ -121,10 +159,10 @@ async def payment(payment_id: PaymentId, uow: Uow, _: Operator) -> schemas.Payme
 async def payments(
     uow: Uow,
     _: Operator,
-    player_id: uuid.UUID | None = None,
-    state: Annotated[str | None, Query(pattern=r"^[a-z]{1,20}$")] = None,
-    needs_review: bool | None = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    player_id: Annotated[uuid.UUID | None, Query(examples=[schemas.EXAMPLE_PLAYER_ID])] = None,
+    state: Annotated[str | None, Query(pattern=r"^[a-z]{1,20}$", examples=["requested"])] = None,
+    needs_review: Annotated[bool | None, Query(examples=[True])] = None,
+    limit: Annotated[int, Query(ge=1, le=200, examples=[50])] = 50,
 ) -> list[schemas.PaymentView]:
     """Payments, newest first, filtered by player, state and review: `?state=requested&
     needs_review=true` is the officers' queue of withdrawals waiting for a decision."""
@@ -135,7 +173,20 @@ async def payments(
     return [schemas.PaymentView.of(payment) for payment in found]
 
 
-@router.post("/v1/admin/payments/{payment_id}/review", response_model=schemas.PaymentView)
+@router.post(
+    "/v1/admin/payments/{payment_id}/review",
+    response_model=schemas.PaymentView,
+    responses=refusals(
+        combined(
+            {
+                404: ["unknown_payment"],
+                409: ["not_a_withdrawal", "already_reviewed"],
+                422: ["reason_required"],
+            },
+            _UNSENT,
+        )
+    ),
+)
 async def review(
     *,
     request: Request,
@@ -167,7 +218,11 @@ async def review(
     return await _sent(cashier, reviewed, ctx)
 
 
-@router.post("/v1/admin/payments/{payment_id}/submit", response_model=schemas.PaymentView)
+@router.post(
+    "/v1/admin/payments/{payment_id}/submit",
+    response_model=schemas.PaymentView,
+    responses=refusals(combined({404: ["unknown_payment"]}, _UNSENT)),
+)
 async def submit(
     payment_id: PaymentId, uow: Uow, principal: Operator, cashier: Cashiered
 ) -> schemas.PaymentView:
@@ -182,16 +237,29 @@ async def submit(
 @webhooks.post(
     "/v1/webhooks/{provider}",
     response_model=schemas.WebhookAnswer,
+    responses=refusals(
+        {
+            401: ["webhook_signature_refused"],
+            404: ["unknown_provider"],
+            409: ["webhook_id_reused", "illegal_payment_transition"],
+            413: ["body_too_large"],
+            422: ["malformed_webhook", "unsupported_webhook_event"],
+        }
+    ),
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": {"type": "object"}}},
-            "description": "The provider's event, exactly as signed",
+            "content": {
+                "application/json": {"schema": {"type": "object"}, "example": _SWIFTPAY_EVENT}
+            },
+            "description": "The provider's event, exactly as signed (its signature is in the "
+            "provider's own headers: webhook-id, webhook-timestamp and webhook-signature for "
+            "Standard Webhooks)",
         }
     },
 )
 async def webhook(
-    provider: Annotated[str, Path(pattern=r"^[a-z0-9_-]{1,40}$")],
+    provider: Annotated[str, Path(pattern=r"^[a-z0-9_-]{1,40}$", examples=["swiftpay"])],
     request: Request,
     cashier: Cashiered,
 ) -> schemas.WebhookAnswer:

@@ -2,24 +2,34 @@
 stands. The player's own calls (app/api/me.py) share the three functions below."""
 
 import uuid
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from app import schemas
 from app.api import idempotent
 from app.api.admin import parse_instant
-from app.api.wallet import ERRORS
 from app.auth import IdempotencyKey, Operator, Uow
+from app.contract import refusals
 from compliance import rg
 from core import players
 from core.journal import EventContext
 from core.money import format_minor, parse_amount
 from core.uow import UnitOfWork
 
-router = APIRouter(prefix="/v1/admin/players", tags=["responsible gambling"], responses=ERRORS)
-PlayerId = Annotated[uuid.UUID, Path()]
+router = APIRouter(prefix="/v1/admin/players", tags=["responsible gambling"])
+# Shared with the player's own calls (app/api/me.py).
+LIMIT_REFUSALS = {
+    404: ["unknown_player"],
+    422: ["invalid_limit", "invalid_amount", "too_many_decimals", "amount_too_large"],
+}
+EXCLUSION_REFUSALS = {
+    404: ["unknown_player"],
+    409: ["exclusion_cannot_be_shortened"],
+    422: ["invalid_exclusion", "invalid_datetime"],
+}
+PlayerId = schemas.PlayerId
 
 
 async def change_limit(
@@ -103,7 +113,11 @@ async def standing_of(uow: UnitOfWork, player_id: uuid.UUID) -> schemas.Responsi
     )
 
 
-@router.post("/{player_id}/limits", response_model=schemas.LimitChanged)
+@router.post(
+    "/{player_id}/limits",
+    response_model=schemas.LimitChanged,
+    responses=refusals(LIMIT_REFUSALS),
+)
 async def set_limit(
     *,
     request: Request,
@@ -129,7 +143,11 @@ async def set_limit(
     return await idempotent.run_signed(request, uow=uow, principal=principal, key=key, action=act)
 
 
-@router.post("/{player_id}/exclusions", response_model=schemas.ExclusionStarted)
+@router.post(
+    "/{player_id}/exclusions",
+    response_model=schemas.ExclusionStarted,
+    responses=refusals(EXCLUSION_REFUSALS),
+)
 async def exclude(
     *,
     request: Request,
@@ -156,7 +174,11 @@ async def exclude(
     return await idempotent.run_signed(request, uow=uow, principal=principal, key=key, action=act)
 
 
-@router.get("/{player_id}/responsible-gambling", response_model=schemas.ResponsibleGambling)
+@router.get(
+    "/{player_id}/responsible-gambling",
+    response_model=schemas.ResponsibleGambling,
+    responses=refusals({404: ["unknown_player"]}),
+)
 async def standing(player_id: PlayerId, uow: Uow, _: Operator) -> schemas.ResponsibleGambling:
     """Limits in force and pending, what is used of each, and exclusions in force."""
     return await standing_of(uow, player_id)

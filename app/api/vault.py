@@ -6,19 +6,18 @@ actor, a role and a purpose, and every decision is journaled, a refusal too.
 """
 
 import base64
-import binascii
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import suppress
 from typing import Annotated, Any, cast
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from app import schemas
 from app.api import idempotent
-from app.api.wallet import ERRORS
 from app.auth import IdempotencyKey, Operator, Uow
+from app.contract import combined, refusals
 from compliance import kyc
 from compliance.ages import VaultAges
 from compliance.gate import Gate
@@ -28,8 +27,10 @@ from core import players
 from core.errors import Conflict, InvalidRequest, NotFound, Refused
 from core.uow import UnitOfWork
 
-router = APIRouter(tags=["vault"], responses=ERRORS)
-PlayerId = Annotated[uuid.UUID, Path()]
+router = APIRouter(tags=["vault"])
+PlayerId = schemas.PlayerId
+# What reading a player's sealed data can meet.
+_SEALED = {404: ["no_personal_data"], 409: ["vault_integrity_failure"], 410: ["erased"]}
 
 
 async def _vault_uow(request: Request) -> AsyncIterator[UnitOfWork]:
@@ -46,7 +47,13 @@ VaultUow = Annotated[UnitOfWork, Depends(_vault_uow)]
 Keys = Annotated[KeyProvider, Depends(_keys)]
 
 
-@router.post("/v1/players", response_model=schemas.PlayerRegistered)
+@router.post(
+    "/v1/players",
+    response_model=schemas.PlayerRegistered,
+    responses=refusals(
+        {422: ["unknown_currency", "invalid_jurisdiction", "invalid_personal_data"]}
+    ),
+)
 async def register_player(
     *,
     request: Request,
@@ -96,7 +103,10 @@ async def register_player(
     return await idempotent.run_signed(request, uow=uow, principal=principal, key=key, action=act)
 
 
-@router.get("/v1/vault/players/{player_id}")
+@router.get(
+    "/v1/vault/players/{player_id}",
+    responses=refusals(_SEALED),
+)
 async def masked_view(
     player_id: PlayerId, vault: VaultUow, keys: Keys, _: Operator
 ) -> dict[str, Any]:
@@ -107,7 +117,13 @@ async def masked_view(
     }
 
 
-@router.post("/v1/vault/players/{player_id}/reveal", response_model=schemas.Revealed)
+@router.post(
+    "/v1/vault/players/{player_id}/reveal",
+    response_model=schemas.Revealed,
+    responses=refusals(
+        combined({403: ["reveal_refused"], 404: ["no_such_field"], 422: ["unknown_field"]}, _SEALED)
+    ),
+)
 async def reveal(
     player_id: PlayerId,
     body: schemas.RevealRequest,
@@ -134,7 +150,10 @@ async def reveal(
     return schemas.Revealed(field=body.field, value=shown, decision="allow")
 
 
-@router.post("/v1/vault/players/{player_id}/export")
+@router.post(
+    "/v1/vault/players/{player_id}/export",
+    responses=refusals(combined({403: ["export_refused"]}, _SEALED)),
+)
 async def export(
     player_id: PlayerId, body: schemas.Actor, vault: VaultUow, keys: Keys, principal: Operator
 ) -> dict[str, Any]:
@@ -151,7 +170,13 @@ async def export(
     return exported
 
 
-@router.post("/v1/vault/players/{player_id}/erasure", response_model=schemas.Erased)
+@router.post(
+    "/v1/vault/players/{player_id}/erasure",
+    response_model=schemas.Erased,
+    responses=refusals(
+        {404: ["unknown_player", "no_personal_data"], 409: ["retention_hold"], 410: ["erased"]}
+    ),
+)
 async def erase(
     *,
     request: Request,
@@ -193,7 +218,11 @@ def _forget_age(request: Request, player_id: uuid.UUID) -> None:
         gate.ages.forget(player_id)
 
 
-@router.post("/v1/vault/players/{player_id}/documents", response_model=schemas.DocumentStored)
+@router.post(
+    "/v1/vault/players/{player_id}/documents",
+    response_model=schemas.DocumentStored,
+    responses=refusals(combined({422: ["invalid_base64"]}, _SEALED)),
+)
 async def store_document(
     player_id: PlayerId,
     body: schemas.NewDocument,
@@ -203,7 +232,7 @@ async def store_document(
 ) -> schemas.DocumentStored:
     try:
         content = base64.b64decode(body.content_base64, validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or a character that is not even ASCII
         raise InvalidRequest("invalid_base64", "content_base64 is not base64") from None
     token = await service.store_document(
         vault,

@@ -1,7 +1,6 @@
 """Seamless wallet, called by game providers: balance, bet (debit), win (credit), rollback."""
 
 import uuid
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -9,6 +8,7 @@ from fastapi.responses import Response
 from app import schemas
 from app.api import idempotent
 from app.auth import IdempotencyKey, Principal, Provider, Uow
+from app.contract import MONEY, combined, refusals
 from app.gating import Gated
 from core import players, rounds
 from core.journal import EventContext
@@ -16,36 +16,6 @@ from core.money import parse_amount
 
 CONTRACT_VER = "1.0"
 router = APIRouter(prefix="/v1/wallet", tags=["seamless wallet"])
-
-ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": schemas.ErrorResponse, "description": text}
-    for status, text in {
-        400: "Malformed request: JSON syntax or a missing Idempotency-Key",
-        401: "Missing or bad signature, stale timestamp or replayed nonce",
-        403: "The client may not call this endpoint, or a policy decision refused the movement:"
-        " the code is the rule's reason code (e.g. wager_limit_24h, self_excluded, underage,"
-        " due_diligence_required, zone_off) and details carry decision_id, policy_version,"
-        " rule_ids, category and, for responsible-gambling reasons, help contacts",
-        404: "Unknown player or bet",
-        409: "Refused by the wallet's state: insufficient_funds, round_closed, bet_id_reused, "
-        "transaction_uuid_reused, bet_already_settled, rollback_after_settle, bet_rolled_back",
-        413: "Body larger than the accepted maximum",
-        422: "Invalid values (currency, amount, decimals) or an Idempotency-Key reused for "
-        "another request",
-        503: "No policy is active for the player's jurisdiction (no_active_policy), or its "
-        "ruleset fails its hash check (policy_unavailable): no money moves",
-    }.items()
-}
-# A refusal that may lift (zone_off, a 503) says when to try again; it is not kept under the key.
-_RETRY_AFTER = {
-    "Retry-After": {
-        "description": "Seconds to wait before sending the same request (same Idempotency-Key) "
-        "again: only on a refusal that may lift, which is not kept as the key's answer",
-        "schema": {"type": "integer"},
-    }
-}
-ERRORS[403]["headers"] = _RETRY_AFTER
-ERRORS[503]["headers"] = _RETRY_AFTER
 
 
 def _provider(principal: Principal) -> str:
@@ -66,7 +36,11 @@ def _answer(request_uuid: uuid.UUID, outcome: rounds.Outcome) -> schemas.WalletR
     )
 
 
-@router.post("/balance", response_model=schemas.BalanceResponse, responses=ERRORS)
+@router.post(
+    "/balance",
+    response_model=schemas.BalanceResponse,
+    responses=refusals({404: ["unknown_player"]}),
+)
 async def balance(
     body: schemas.BalanceRequest,
     uow: Uow,
@@ -78,7 +52,27 @@ async def balance(
     return schemas.BalanceResponse.of(wallet, request_uuid=body.request_uuid)
 
 
-@router.post("/bet", response_model=schemas.WalletResponse, responses=ERRORS)
+@router.post(
+    "/bet",
+    response_model=schemas.WalletResponse,
+    responses=refusals(
+        combined(
+            {
+                404: ["unknown_player"],
+                409: [
+                    "insufficient_funds",
+                    "round_closed",
+                    "round_mismatch",
+                    "bet_id_reused",
+                    "bet_rolled_back",
+                    "transaction_uuid_reused",
+                ],
+            },
+            MONEY,
+            {422: ["no_fx_rate"]},
+        )
+    ),
+)
 async def bet(
     *,
     request: Request,
@@ -106,7 +100,23 @@ async def bet(
     return await idempotent.run_signed(request, uow=uow, principal=principal, key=key, action=act)
 
 
-@router.post("/win", response_model=schemas.WalletResponse, responses=ERRORS)
+@router.post(
+    "/win",
+    response_model=schemas.WalletResponse,
+    responses=refusals(
+        {
+            404: ["unknown_player", "unknown_bet"],
+            409: ["bet_mismatch", "bet_already_settled", "transaction_uuid_reused"],
+            422: [
+                "unknown_currency",
+                "invalid_amount",
+                "too_many_decimals",
+                "amount_too_large",
+                "currency_mismatch",
+            ],
+        }
+    ),
+)
 async def win(
     *,
     request: Request,
@@ -137,7 +147,21 @@ async def win(
     return await idempotent.run_signed(request, uow=uow, principal=principal, key=key, action=act)
 
 
-@router.post("/rollback", response_model=schemas.WalletResponse, responses=ERRORS)
+@router.post(
+    "/rollback",
+    response_model=schemas.WalletResponse,
+    responses=refusals(
+        {
+            404: ["unknown_player"],
+            409: [
+                "bet_mismatch",
+                "bet_already_rolled_back",
+                "rollback_after_settle",
+                "transaction_uuid_reused",
+            ],
+        }
+    ),
+)
 async def rollback(
     *,
     request: Request,

@@ -2,6 +2,7 @@
 
 import json
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -17,7 +18,13 @@ async def player(uows: UnitOfWorkFactory) -> uuid.UUID:
     return await factories.committed_player(uows, cash="100.00")
 
 
-async def send_raw(api: Api, path: str, body: bytes, **extra: str) -> Any:
+async def in_chunks(body: bytes) -> AsyncIterator[bytes]:
+    """The body sent chunked: no Content-Length tells the server its size in advance."""
+    for start in range(0, len(body), 8192):
+        yield body[start : start + 8192]
+
+
+async def send_raw(api: Api, path: str, body: bytes, *, chunked: bool = False, **extra: str) -> Any:
     headers = (
         signed_headers(
             client_id=api.provider.client_id,
@@ -29,7 +36,7 @@ async def send_raw(api: Api, path: str, body: bytes, **extra: str) -> Any:
         | {"Content-Type": "application/json", "Idempotency-Key": str(uuid.uuid4())}
         | extra
     )
-    return await api.http.post(path, content=body, headers=headers)
+    return await api.http.post(path, content=in_chunks(body) if chunked else body, headers=headers)
 
 
 @pytest.mark.parametrize(
@@ -130,6 +137,45 @@ async def test_an_oversized_body_is_refused_before_it_is_read(api: Api, player: 
     body = json.dumps(factories.bet_body(player) | {"pad": "x" * 70_000}).encode()
     response = await send_raw(api, "/v1/wallet/bet", body)
     assert (response.status_code, response.json()["error"]["code"]) == (413, "body_too_large")
+    assert await factories.balance(api, player) == "100.00"
+
+
+@pytest.mark.parametrize("size", [70_000, 2_000_000])
+async def test_an_oversized_chunked_body_is_refused_as_too_large(
+    api: Api, player: uuid.UUID, size: int
+) -> None:
+    body = json.dumps(factories.bet_body(player) | {"pad": "x" * size}).encode()
+    response = await send_raw(api, "/v1/wallet/bet", body, chunked=True)
+    assert (response.status_code, response.json()["error"]["code"]) == (413, "body_too_large")
+    assert "65536 bytes" in response.json()["error"]["message"]
+    assert await factories.balance(api, player) == "100.00"
+
+
+async def test_a_chunked_body_within_the_limit_is_accepted(api: Api, player: uuid.UUID) -> None:
+    body = json.dumps(factories.bet_body(player, "10.00")).encode()
+    response = await send_raw(api, "/v1/wallet/bet", body, chunked=True)
+    assert response.status_code == 200, response.text
+    assert await factories.balance(api, player) == "90.00"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "message"),
+    [
+        (
+            "/v1/wallet/bet",
+            json.dumps({"game_id": "caf\u00e9"}, ensure_ascii=False).encode("latin-1"),
+            "the body is not UTF-8 JSON",
+        ),
+        ("/v1/wallet/bet", b"[" * 5000 + b"]" * 5000, "the body's JSON is nested too deeply"),
+        ("/v1/wallet/win", b'{"a":' * 5000 + b"1" + b"}" * 5000, "nested too deeply"),
+    ],
+)
+async def test_a_body_that_is_not_readable_json_is_malformed_json(
+    api: Api, player: uuid.UUID, path: str, body: bytes, message: str
+) -> None:
+    response = await send_raw(api, path, body)
+    assert (response.status_code, response.json()["error"]["code"]) == (400, "malformed_json")
+    assert message in response.json()["error"]["message"]
     assert await factories.balance(api, player) == "100.00"
 
 
@@ -274,3 +320,12 @@ async def test_a_nul_in_telemetry_or_an_account_code_is_refused(
     )
     account = await api.http.get("/v1/admin/accounts/player%00x/balance", headers=headers)
     assert (account.status_code, account.json()["error"]["code"]) == (422, "invalid_request")
+
+
+@pytest.mark.parametrize("content", ["not base64!", "caf\u00e9"])
+async def test_a_document_that_is_not_base64_is_refused(api: Api, content: str) -> None:
+    response = await api.operator.post(
+        f"/v1/vault/players/{uuid.uuid4()}/documents",
+        {"kind": "passport_front", "content_type": "image/png", "content_base64": content},
+    )
+    assert (response.status_code, response.json()["error"]["code"]) == (422, "invalid_base64")

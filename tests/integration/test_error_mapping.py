@@ -11,6 +11,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from psycopg.errors import CheckViolation, UniqueViolation
 from sqlalchemy.exc import IntegrityError
+from starlette.exceptions import HTTPException
 
 from app import errors
 from compliance.gate import Gate
@@ -131,3 +132,15 @@ async def test_the_same_errors_wrapped_by_sqlalchemy_map_the_same_way(
     assert (bug.status_code, bytes(bug.body)) == (500, JSONResponse(INTERNAL).body)
     assert (race.status_code, bytes(race.body)) == (409, JSONResponse(CONFLICT).body)
     assert [r.exc_info[1] for r in caplog.records if r.exc_info] == [check]
+
+
+async def test_an_http_refusal_without_a_documented_code_is_a_logged_internal_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Every code the API answers is in README's table: a status the HTTP layer's table lacks
+    is a bug (logged, 500), never an undocumented code."""
+    teapot = HTTPException(418, "I'm a teapot")
+    with caplog.at_level(logging.ERROR, logger="app.errors"):
+        answer = await errors._http(REQUEST, teapot)
+    assert (answer.status_code, bytes(answer.body)) == (500, JSONResponse(INTERNAL).body)
+    assert [r.exc_info[1] for r in caplog.records if r.exc_info] == [teapot]
