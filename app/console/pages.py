@@ -6,44 +6,16 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
-from app.console import access, players, sessions, web
+from app.console import access, personal, players, sessions, web
 from app.console.signin import _ctx
 from core.errors import NotFound
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
 
-async def _allowed(
-    current: web.Current, request: Request, action: str, **about: object
-) -> Response | None:
-    """None when allowed; else the page that says why (a step-up leads to the step-up form)."""
-    verdict = await access.decide(
-        current.uow,
-        officer=current.officer,
-        session=current.session,
-        action=action,
-        trace_id=current.trace_id,
-        **about,  # type: ignore[arg-type]
-    )
-    if verdict.allowed:
-        return None
-    await current.uow.commit()  # the refusal is a decision record too
-    if verdict.reason_code == "step_up_required":
-        return web.redirect(request, f"/console/step-up?next={request.url.path}")
-    return web.page(
-        request,
-        "refused.html",
-        status_code=403,
-        officer=current.officer,
-        csrf=current.csrf,
-        verdict=verdict,
-        action=action,
-    )
-
-
 @router.get("")
 async def home(current: web.Signed, request: Request) -> Response:
-    refused = await _allowed(current, request, "console.home.view")
+    refused = await access.allowed(current, request, "console.home.view")
     if refused:
         return refused
     await current.uow.commit()
@@ -52,7 +24,7 @@ async def home(current: web.Signed, request: Request) -> Response:
 
 @router.get("/sessions")
 async def my_sessions(current: web.Signed, request: Request) -> Response:
-    refused = await _allowed(current, request, "console.sessions.own")
+    refused = await access.allowed(current, request, "console.sessions.own")
     if refused:
         return refused
     listed = await sessions.of_officer(current.uow, current.officer.id, current.session)
@@ -70,7 +42,9 @@ async def end_session(
     csrf: Annotated[str | None, Form(max_length=200)] = None,
 ) -> Response:
     web.checked_csrf(current, csrf)
-    refused = await _allowed(current, request, "console.sessions.own", subject=f"session:{ref}")
+    refused = await access.allowed(
+        current, request, "console.sessions.own", subject=f"session:{ref}"
+    )
     if refused:
         return refused
     await sessions.end_other(
@@ -104,7 +78,7 @@ async def find_player(current: web.Signed, request: Request, player_id: str = ""
 @router.get("/players/{player_id}")
 async def player(player_id: str, current: web.Signed, request: Request) -> Response:
     found = web.parse_uuid(player_id)
-    refused = await _allowed(
+    refused = await access.allowed(
         current, request, "console.player.view", player_id=found, subject=f"player:{player_id}"
     )
     if refused:
@@ -125,5 +99,11 @@ async def player(player_id: str, current: web.Signed, request: Request) -> Respo
         )
     await current.uow.commit()
     return web.page(
-        request, "player.html", officer=current.officer, csrf=current.csrf, player=shown
+        request,
+        "player.html",
+        officer=current.officer,
+        csrf=current.csrf,
+        player=shown,
+        personal=await personal.masked(request, shown.player_id),
+        purposes=personal.purposes(current.officer.role),
     )

@@ -2,6 +2,7 @@
 factor, sessions held by the server, CSRF on every form, throttled guessing, roles decided by
 the console ruleset and recorded."""
 
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -9,10 +10,12 @@ import pytest
 
 from app.console import demo
 from app.console.models import ROLES
+from compliance.vault import service as vault
+from compliance.vault.keys import LocalKeyFile
 from core import sql
 from core.uow import UnitOfWorkFactory
 from tests import console_support, factories
-from tests.conftest import Api, Clock
+from tests.conftest import CTX, Api, Clock
 from tests.console_support import Browser
 
 BASE = datetime(2031, 3, 4, 9, 0, tzinfo=UTC)  # a clock the test sets, never the calendar's
@@ -293,3 +296,110 @@ async def test_a_page_without_a_session_leads_to_sign_in(browser: Browser) -> No
 
 def test_the_demo_officers_cover_every_role() -> None:
     assert sorted(role for _, _, role in demo.OFFICERS) == sorted(ROLES)
+
+
+async def player_with_personal_data(
+    uows: UnitOfWorkFactory, vault_uows: UnitOfWorkFactory, vault_keys: LocalKeyFile
+) -> uuid.UUID:
+    player = await factories.committed_player(uows, cash="10.00")
+    async with vault_uows() as uow:
+        await vault.store(
+            uow,
+            player_id=player,
+            data=vault.PersonalData(legal_name="Ilse Vella", email="ilse@example.org"),
+            keys=vault_keys,
+            ctx=CTX,
+        )
+        await uow.commit()
+    return player
+
+
+async def test_a_reveal_needs_the_role_the_second_factor_within_5_minutes_and_a_purpose(
+    api: Api,
+    browser: Browser,
+    uows: UnitOfWorkFactory,
+    vault_uows: UnitOfWorkFactory,
+    vault_keys: LocalKeyFile,
+    clock: Clock,
+) -> None:
+    player = await player_with_personal_data(uows, vault_uows, vault_keys)
+    officer = await console_support.officer(uows, "officer")
+    await browser.sign_in(officer)
+    page = f"/console/players/{player}"
+    shown = await browser.get(page)
+    assert "Ilse Vella" not in shown.text  # masked
+    assert "Reveal" in shown.text
+    ask = {"field": "legal_name", "purpose": "kyc_review"}
+    revealed = await browser.submit(f"{page}/reveal", ask, of=page)
+    assert revealed.status_code == 200, revealed.text
+    assert "Ilse Vella" in revealed.text  # the second factor was given at sign-in, 0 s ago
+    assert revealed.headers["cache-control"] == "no-store"
+
+    clock.advance(minutes=5, seconds=1)
+    stale = await browser.submit(f"{page}/reveal", ask, of=page)
+    assert stale.status_code == 303
+    assert stale.headers["location"] == f"/console/step-up?next={page}"
+    step_up = await browser.get(stale.headers["location"])
+    assert "Confirm it is you" in step_up.text
+    wrong = await browser.submit(
+        "/console/step-up", {"code": "123456", "next": page}, of=stale.headers["location"]
+    )
+    assert wrong.status_code == 401
+    clock.advance(seconds=30)  # the next TOTP period: the code the officer's app shows now
+    back = await browser.submit(
+        "/console/step-up",
+        {"code": browser.code(officer), "next": page},
+        of=stale.headers["location"],
+    )
+    assert back.headers["location"] == page
+    again = await browser.submit(f"{page}/reveal", ask, of=page)
+    assert "Ilse Vella" in again.text
+
+    async with uows() as uow:
+        kinds = await sql.all_rows(
+            uow,
+            "SELECT event, envelope->'data'->>'reason_code' AS reason FROM journal_events"
+            " WHERE player_id = %(p)s AND event IN ('console.action', 'vault.field_revealed')"
+            " ORDER BY id",
+            {"p": player},
+        )
+    reveals = [(k["event"], k["reason"]) for k in kinds if k["event"] == "vault.field_revealed"]
+    assert len(reveals) == 2
+    refusals = [k["reason"] for k in kinds if k["event"] == "console.action"]
+    assert "step_up_required" in refusals
+
+
+async def test_an_auditor_is_refused_a_reveal_and_a_dpo_a_purpose_not_theirs(
+    api: Api,
+    browser: Browser,
+    uows: UnitOfWorkFactory,
+    vault_uows: UnitOfWorkFactory,
+    vault_keys: LocalKeyFile,
+) -> None:
+    player = await player_with_personal_data(uows, vault_uows, vault_keys)
+    page = f"/console/players/{player}"
+    auditor = await console_support.officer(uows, "auditor")
+    await browser.sign_in(auditor)
+    shown = await browser.get(page)
+    assert shown.status_code == 200
+    assert ">Reveal<" not in shown.text  # no purpose to state: no form
+    refused = await browser.submit(
+        f"{page}/reveal", {"field": "legal_name", "purpose": "kyc_review"}, of=page
+    )
+    assert refused.status_code == 403
+    assert "Your role does not allow this." in refused.text
+
+    dpo = await console_support.officer(uows, "dpo")
+    other = Browser(api.app, browser.clock)
+    try:
+        await other.sign_in(dpo)
+        not_theirs = await other.submit(
+            f"{page}/reveal", {"field": "legal_name", "purpose": "kyc_review"}, of=page
+        )
+        assert not_theirs.status_code == 403
+        assert "Not revealed" in not_theirs.text
+        assert "Ilse Vella" not in not_theirs.text
+        dsar = await other.submit(f"{page}/reveal", {"field": "email", "purpose": "dsar"}, of=page)
+        assert "ilse@example.org" in dsar.text
+    finally:
+        await other.aclose()
