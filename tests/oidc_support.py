@@ -11,6 +11,7 @@ of the redirect to our callback (nothing listens there: the browser's part ends 
 
 import contextlib
 import json
+import os
 import secrets
 import select
 import shutil
@@ -107,7 +108,8 @@ def running_provider(
     log = log_dir / f"oidc-provider-{time.monotonic_ns()}.log"
     with log.open("wb") as stderr:
         process = subprocess.Popen(  # noqa: S603 - our own script, arguments we built
-            [node, str(PROVIDER_DIR / "provider.mjs"), str(port), json.dumps(settings)],
+            [node, str(PROVIDER_DIR / "provider.mjs"), str(port)],
+            env=os.environ | {"OIDC_PROVIDER_CONFIG": json.dumps(settings)},  # not on `ps`
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=stderr,
