@@ -164,29 +164,35 @@ def oidc_provider_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         yield provider
 
 
-class Recorder(httpx.AsyncBaseTransport):
-    """The real transport, noting the path of every request the client sends; `forge`, when
-    set, replaces the ID token in the token endpoint's answer (a provider gone bad, or a man in
-    the middle)."""
+Rewrite = Callable[[dict[str, Any]], dict[str, Any]]
 
-    def __init__(self, paths: list[str], forge: Callable[[str], str] | None = None) -> None:
+
+class Recorder(httpx.AsyncBaseTransport):
+    """The real transport, noting the path of every request the client sends; `rewrite` maps a
+    path to a change of the provider's JSON answer there (a provider gone bad, or a man in the
+    middle)."""
+
+    def __init__(self, paths: list[str], rewrite: Mapping[str, Rewrite] | None = None) -> None:
         self._real = httpx.AsyncHTTPTransport()
         self._paths = paths
-        self._forge = forge
+        self._rewrite = rewrite or {}
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         self._paths.append(request.url.path)
         response = await self._real.handle_async_request(request)
-        token_answer = request.url.path == "/token" and response.status_code == httpx.codes.OK
-        if self._forge is None or not token_answer:
+        change = self._rewrite.get(request.url.path)
+        if change is None or response.status_code != httpx.codes.OK:
             return response
         await response.aread()
-        body = json.loads(response.content)
-        body["id_token"] = self._forge(body["id_token"])
-        return httpx.Response(200, json=body)
+        return httpx.Response(200, json=change(json.loads(response.content)))
 
     async def aclose(self) -> None:
         await self._real.aclose()
+
+
+def forging(forge: Callable[[str], str]) -> dict[str, Rewrite]:
+    """A rewrite that replaces the ID token of the token endpoint's answer by `forge(it)`."""
+    return {"/token": lambda answer: answer | {"id_token": forge(answer["id_token"])}}
 
 
 class _Page(HTMLParser):

@@ -24,6 +24,7 @@ from tests.conftest import Clock
 from tests.oidc_support import (
     Provider,
     Recorder,
+    forging,
     oidc_provider_fixture,  # noqa: F401 - provides the fixture oidc_provider
     running_provider,
     sign_in_at_provider,
@@ -257,7 +258,7 @@ async def test_a_forged_id_token_is_refused(oidc_provider: Provider, forgery: st
     make, code = FORGERIES[forgery]
     paths: list[str] = []
     forge = make(oidc_provider)
-    client = OidcClient(oidc_provider.config(), transport=lambda: Recorder(paths, forge))
+    client = OidcClient(oidc_provider.config(), transport=lambda: Recorder(paths, forging(forge)))
     started, params = await signed_in_at_provider(client, oidc_provider)
 
     refused = await refusal(client, params, started)
@@ -270,10 +271,28 @@ async def test_an_id_token_re_signed_unchanged_by_the_provider_key_is_accepted(
 ) -> None:
     """The forgeries above fail for what they change, not for how the test signs."""
     forge = _resigned(oidc_provider.signing_key)
-    client = OidcClient(oidc_provider.config(), transport=lambda: Recorder([], forge))
+    client = OidcClient(oidc_provider.config(), transport=lambda: Recorder([], forging(forge)))
     started, params = await signed_in_at_provider(client, oidc_provider, "grace")
 
     assert (await client.finish(params=params, started=started)).subject == "grace"
+
+
+@pytest.mark.parametrize(
+    ("path", "rewrite", "code"),
+    [
+        ("/token", lambda answer: answer | {"id_token": None}, "oidc_bad_token"),
+        ("/me", lambda info: info | {"sub": "grace"}, "oidc_userinfo_mismatch"),
+    ],
+)
+async def test_a_provider_answer_that_does_not_hold_together_is_refused(
+    oidc_provider: Provider, path: str, rewrite: Callable[[dict[str, Any]], Any], code: str
+) -> None:
+    client = OidcClient(oidc_provider.config(), transport=lambda: Recorder([], {path: rewrite}))
+    started, params = await signed_in_at_provider(client, oidc_provider, "ada")
+
+    refused = await refusal(client, params, started)
+
+    assert refused.code == code
 
 
 async def test_a_key_the_provider_never_published_is_refused_after_one_jwks_refetch(
@@ -282,7 +301,7 @@ async def test_a_key_the_provider_never_published_is_refused_after_one_jwks_refe
     stranger = RSAKey.generate_key(2048, {"kid": "not-the-providers"})
     paths: list[str] = []
     forge = _resigned(stranger, kid=None)
-    client = OidcClient(oidc_provider.config(), transport=lambda: Recorder(paths, forge))
+    client = OidcClient(oidc_provider.config(), transport=lambda: Recorder(paths, forging(forge)))
     started, params = await signed_in_at_provider(client, oidc_provider)
 
     refused = await refusal(client, params, started)
