@@ -6,6 +6,14 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: run test test-shifted bench lint install clean
 
+# The console's sign-in tests run a real OpenID provider (tests/oidc, the npm package
+# oidc-provider, under Node 20): its packages come from tests/oidc/package-lock.json.
+OIDC_DEPS := tests/oidc/node_modules/.package-lock.json
+$(OIDC_DEPS): tests/oidc/package.json tests/oidc/package-lock.json
+	@command -v node >/dev/null && command -v npm >/dev/null || { echo "node and npm (Node.js >= 20) are needed for the sign-in tests' OpenID provider: apt-get install nodejs npm" >&2; exit 1; }
+	npm ci --prefix tests/oidc --no-audit --no-fund
+	@touch $@
+
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --upgrade pip
@@ -19,13 +27,13 @@ run: $(STAMP)
 	$(BIN)/pitwarden serve --demo
 
 ## make test: quality gates, then the whole suite on a private embedded PostgreSQL
-test: lint
+test: lint $(OIDC_DEPS)
 	$(BIN)/pytest -q
 
 ## make test-shifted: the whole suite with every clock 540 days ahead (the process's and the
 ## embedded PostgreSQL's, through libfaketime): no test may depend on the day it runs
 SHIFT ?= +540d
-test-shifted: $(STAMP)
+test-shifted: $(STAMP) $(OIDC_DEPS)
 	@command -v faketime >/dev/null || { apt-get update -qq && apt-get install -y -qq faketime; }
 	faketime -f '$(SHIFT)' $(BIN)/pytest -q -p no:cacheprovider
 
