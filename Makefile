@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-stamp
 # oidc-provider, under Node 20): its packages come from tests/oidc/package-lock.json.
 OIDC_DEPS := tests/oidc/node_modules/.package-lock.json
 $(OIDC_DEPS): tests/oidc/package.json tests/oidc/package-lock.json
-	@command -v node >/dev/null && command -v npm >/dev/null || { echo "node and npm (Node.js >= 20) are needed for the sign-in tests' OpenID provider: apt-get install nodejs npm" >&2; exit 1; }
+	@command -v node >/dev/null && command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq nodejs npm; }
 	npm ci --prefix tests/oidc --no-audit --no-fund
 	@touch $@
 

@@ -55,6 +55,12 @@ class Settings:
     deposit_expiry_minutes: int = 60
     # The KYT deny list of crypto addresses; None: compliance/data/kyt_deny_list.csv.
     kyt_deny_list: Path | None = None
+    # The console's single sign-on (all three, or none: local accounts only) and the public URL
+    # the console is reached at (its OpenID redirect URI is <console_url>/console/oidc/callback).
+    console_oidc_issuer: str = ""
+    console_oidc_client_id: str = ""
+    console_oidc_client_secret: str = field(default="", repr=False)
+    console_url: str = ""  # default http://<host>:<port>
     # Player tokens: the Ed25519 signing key (default <data_dir>/secrets/player-token-key).
     player_token_key_file: Path | None = None
     # API clients' secrets are sealed under this key file (default
@@ -124,6 +130,10 @@ class Settings:
                 if env.get("PITWARDEN_KYT_DENY_LIST")
                 else None
             ),
+            console_oidc_issuer=env.get("PITWARDEN_CONSOLE_OIDC_ISSUER", ""),
+            console_oidc_client_id=env.get("PITWARDEN_CONSOLE_OIDC_CLIENT_ID", ""),
+            console_oidc_client_secret=env.get("PITWARDEN_CONSOLE_OIDC_CLIENT_SECRET", ""),
+            console_url=env.get("PITWARDEN_CONSOLE_URL", ""),
             player_token_key_file=(
                 Path(env["PITWARDEN_PLAYER_TOKEN_KEY_FILE"]).resolve()
                 if env.get("PITWARDEN_PLAYER_TOKEN_KEY_FILE")

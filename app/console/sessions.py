@@ -174,6 +174,15 @@ async def advance(
     return token, Session(**row)
 
 
+async def remember(uow: UnitOfWork, session: Session, pending: dict[str, Any]) -> None:
+    """Keep what a sign-in in flight needs (an OpenID round trip's state) until it returns."""
+    await sql.run(
+        uow,
+        "UPDATE console_sessions SET pending = %(p)s WHERE token_hash = %(h)s",
+        {"p": Jsonb(pending), "h": session.token_hash},
+    )
+
+
 async def stepped_up(uow: UnitOfWork, session: Session) -> None:
     """The second factor given again now (step-up)."""
     await sql.run(

@@ -285,6 +285,7 @@ async def step_up_form(current: web.Signed, request: Request, next: str = "/cons
         next=_local(next),
         step_up=True,
         officer=current.officer,
+        sso=request.app.state.console_sso is not None,
     )
 
 

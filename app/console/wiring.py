@@ -7,7 +7,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
-from app.console import pages, personal, signin, web
+from app.console import pages, personal, signin, sso, web
 from core import journal
 from core.journal import EventContext
 
@@ -31,10 +31,11 @@ async def _csrf_refused(request: Request, _: Exception) -> Response:
 
 
 def install(app: FastAPI) -> None:
-    app.state.console_sso = None  # set when single sign-on is configured
+    app.state.console_sso = sso.client(app.state.settings, app.state.uow_factory.clock)
     app.add_exception_handler(web.Redirect, _redirect)
     app.add_exception_handler(web.CsrfRefused, _csrf_refused)
     app.include_router(signin.router)
+    app.include_router(sso.router)
     app.include_router(pages.router)
     app.include_router(personal.router)
     app.mount("/console/static", StaticFiles(directory=web.HERE / "static"), name="console-static")
