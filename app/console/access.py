@@ -40,6 +40,7 @@ async def decide(
     trace_id: str,
     player_id: uuid.UUID | None = None,
     subject: str | None = None,
+    own_request: bool = False,
 ) -> Verdict:
     """Decide `action` for the officer under the active console ruleset, store it and journal
     it; the caller commits whether it is allowed or not (a refusal is a fact to keep)."""
@@ -48,7 +49,11 @@ async def decide(
         uow,
         action=action,
         jurisdiction=registry.CONSOLE,
-        facts={"role": officer.role, "second_factor_age_s": session.second_factor_age_s(uow.now)},
+        facts={
+            "role": officer.role,
+            "second_factor_age_s": session.second_factor_age_s(uow.now),
+            "own_request": own_request,
+        },
         player_id=player_id,
         ctx=ctx,
     )

@@ -98,3 +98,42 @@ class ConsoleSignInFailure(Base):
     address: Mapped[str] = mapped_column(sa.Text)
     at: Mapped[datetime] = mapped_column(TS)
     reason: Mapped[str] = mapped_column(sa.Text)
+
+
+APPROVAL_KINDS = ("killswitch_on", "aml_hold_clear")
+
+
+class ApprovalRequest(Base):
+    """A protection to lift, asked by one officer, decided (once, in time) by another."""
+
+    __tablename__ = "approval_requests"
+    __table_args__ = (
+        sa.CheckConstraint(f"kind IN ({', '.join(repr(k) for k in APPROVAL_KINDS)})", name="kind"),
+        sa.CheckConstraint(
+            "outcome IS NULL OR outcome IN ('approved', 'rejected')", name="outcome"
+        ),
+        sa.CheckConstraint("num_nulls(decided_by, decided_at, outcome) IN (0, 3)", name="decided"),
+        sa.CheckConstraint("decided_by IS NULL OR decided_by <> requested_by", name="not_own"),
+        sa.CheckConstraint("decided_at IS NULL OR decided_at < expires_at", name="in_time"),
+        sa.CheckConstraint("expires_at > requested_at", name="order"),
+        sa.CheckConstraint("length(btrim(reason)) > 0", name="reason"),
+        sa.Index(
+            "ix_approval_requests_open",
+            "expires_at",
+            postgresql_where=sa.text("decided_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.Text)
+    subject: Mapped[str] = mapped_column(sa.Text)
+    player_id: Mapped[uuid.UUID | None] = mapped_column()
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    reason: Mapped[str] = mapped_column(sa.Text)
+    requested_by: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("officers.id"))
+    requested_at: Mapped[datetime] = mapped_column(TS)
+    expires_at: Mapped[datetime] = mapped_column(TS)
+    decided_by: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("officers.id"))
+    decided_at: Mapped[datetime | None] = mapped_column(TS)
+    outcome: Mapped[str | None] = mapped_column(sa.Text)
+    decision_reason: Mapped[str | None] = mapped_column(sa.Text)

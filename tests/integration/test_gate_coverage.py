@@ -295,6 +295,14 @@ NO_MONEY = {
     ("POST", "/console/step-up"),
     ("POST", "/console/sign-out"),
     ("POST", "/console/sessions/{ref}/end"),
+    ("POST", "/console/players/{player_id}/reveal"),
+    ("POST", "/console/sso"),
+    # protections: they stop money (kill-switch, AML hold) or ask a second officer to lift them
+    ("POST", "/console/kill-switches/{zone}/off"),
+    ("POST", "/console/kill-switches/{zone}/on"),
+    ("POST", "/console/players/{player_id}/aml-hold"),
+    ("POST", "/console/players/{player_id}/aml-hold/clear"),
+    ("POST", "/console/approvals/{request_id}/{verdict}"),
 }
 
 

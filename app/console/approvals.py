@@ -1,0 +1,193 @@
+"""Four-eyes: lifting a protection is a request that another officer decides.
+
+An officer asks (the console ruleset says who may ask for what: `console.request.<kind>`), with
+a reason; the request waits 24 hours at most. Another officer with the right role decides
+(`console.approve.<kind>`, never their own request: the ruleset refuses it, and so does a CHECK
+in PostgreSQL); an approval carries the change out in the same transaction as the decision.
+What each kind lifts, and how, is `EFFECTS` below.
+"""
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from app.console.accounts import Officer
+from compliance import kyc
+from core import journal, sql
+from core.errors import Conflict, InvalidRequest, NotFound
+from core.journal import EventContext
+from core.uow import UnitOfWork
+from policies import killswitch
+
+LIFETIME = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class Request:
+    id: uuid.UUID
+    kind: str
+    subject: str
+    player_id: uuid.UUID | None
+    payload: dict[str, Any]
+    reason: str
+    requested_by: uuid.UUID
+    requested_by_name: str
+    requested_at: datetime
+    expires_at: datetime
+    decided_by_name: str | None
+    decided_at: datetime | None
+    outcome: str | None
+    decision_reason: str | None
+
+    def open_at(self, now: datetime) -> bool:
+        return self.decided_at is None and now < self.expires_at
+
+
+_SELECT = (
+    "SELECT r.id, r.kind, r.subject, r.player_id, r.payload, r.reason, r.requested_by,"
+    " a.display_name AS requested_by_name, r.requested_at, r.expires_at,"
+    " d.display_name AS decided_by_name, r.decided_at, r.outcome, r.decision_reason"
+    " FROM approval_requests r JOIN officers a ON a.id = r.requested_by"
+    " LEFT JOIN officers d ON d.id = r.decided_by"
+)
+
+
+async def ask(
+    uow: UnitOfWork,
+    *,
+    kind: str,
+    subject: str,
+    payload: dict[str, Any],
+    reason: str,
+    officer: Officer,
+    ctx: EventContext,
+    player_id: uuid.UUID | None = None,
+) -> uuid.UUID:
+    if not reason.strip():
+        raise InvalidRequest("reason_required", "say why the protection should be lifted")
+    waiting = await sql.scalar(
+        uow,
+        "SELECT id FROM approval_requests WHERE kind = %(k)s AND subject = %(s)s"
+        " AND decided_at IS NULL AND expires_at > %(now)s",
+        {"k": kind, "s": subject, "now": uow.now},
+    )
+    if waiting is not None:
+        raise Conflict(
+            "request_open", "a request for this is already waiting", request=str(waiting)
+        )
+    request_id = uuid.uuid4()
+    await sql.run(
+        uow,
+        "INSERT INTO approval_requests (id, kind, subject, player_id, payload, reason,"
+        " requested_by, requested_at, expires_at) VALUES (%(id)s, %(k)s, %(s)s, %(p)s, %(pl)s,"
+        " %(r)s, %(by)s, %(now)s, %(until)s)",
+        {
+            "id": request_id,
+            "k": kind,
+            "s": subject,
+            "p": player_id,
+            "pl": Jsonb(payload),
+            "r": reason.strip(),
+            "by": officer.id,
+            "now": uow.now,
+            "until": uow.now + LIFETIME,
+        },
+    )
+    await journal.record(
+        uow,
+        "console.approval_requested",
+        ctx=ctx,
+        player_id=player_id,
+        data={"request": str(request_id), "kind": kind, "subject": subject, "reason": reason},
+    )
+    return request_id
+
+
+async def find(uow: UnitOfWork, request_id: uuid.UUID) -> Request:
+    row = await sql.one(uow, _SELECT + " WHERE r.id = %(id)s", {"id": request_id})
+    if row is None:
+        raise NotFound("unknown_request", "no such request")
+    return Request(**row)
+
+
+async def listed(uow: UnitOfWork, *, limit: int = 50) -> list[Request]:
+    """Open requests first (soonest to expire first), then the newest decided or expired."""
+    rows = await sql.all_rows(
+        uow,
+        _SELECT + " ORDER BY (r.decided_at IS NULL AND r.expires_at > %(now)s) DESC,"
+        " r.requested_at DESC LIMIT %(n)s",
+        {"now": uow.now, "n": limit},
+    )
+    return [Request(**row) for row in rows]
+
+
+async def decide(
+    uow: UnitOfWork,
+    *,
+    request: Request,
+    officer: Officer,
+    approve: bool,
+    reason: str,
+    ctx: EventContext,
+) -> None:
+    """Record the decision (once, in time, not one's own) and, when approved, lift the
+    protection in the same transaction."""
+    if request.requested_by == officer.id:
+        raise Conflict("own_request", "nobody decides their own request")
+    if not request.open_at(uow.now):
+        raise Conflict("request_closed", "this request was decided already or has expired")
+    outcome = "approved" if approve else "rejected"
+    await sql.run(
+        uow,
+        "UPDATE approval_requests SET decided_by = %(by)s, decided_at = %(now)s,"
+        " outcome = %(o)s, decision_reason = %(r)s WHERE id = %(id)s",
+        {"by": officer.id, "now": uow.now, "o": outcome, "r": reason.strip(), "id": request.id},
+    )
+    await journal.record(
+        uow,
+        "console.approval_decided",
+        ctx=ctx,
+        player_id=request.player_id,
+        data={"request": str(request.id), "kind": request.kind, "outcome": outcome},
+    )
+    if approve:
+        await EFFECTS[request.kind](uow, request, officer, ctx)
+
+
+def _both(request: Request, officer: Officer) -> str:
+    return f"officer:{request.requested_by} approved by {officer.actor}"
+
+
+async def _switch_on(
+    uow: UnitOfWork, request: Request, officer: Officer, ctx: EventContext
+) -> None:
+    await killswitch.switch(
+        uow,
+        zone=request.subject,
+        off=False,
+        reason=request.reason,
+        actor=_both(request, officer),
+        ctx=ctx,
+    )
+
+
+async def _clear_hold(
+    uow: UnitOfWork, request: Request, officer: Officer, ctx: EventContext
+) -> None:
+    assert request.player_id is not None  # noqa: S101 - asked about a player
+    await kyc.set_aml_hold(
+        uow,
+        player_id=request.player_id,
+        on_hold=False,
+        actor=_both(request, officer),
+        reason=request.reason,
+        ctx=ctx,
+    )
+
+
+Effect = Callable[[UnitOfWork, Request, Officer, EventContext], Awaitable[None]]
+EFFECTS: dict[str, Effect] = {"killswitch_on": _switch_on, "aml_hold_clear": _clear_hold}

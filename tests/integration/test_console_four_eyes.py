@@ -1,0 +1,184 @@
+"""Four-eyes in the console: a protection is added by one officer at once, lifted only when a
+second officer with the right role approves a request, never their own, within 24 hours."""
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from compliance import kyc
+from core import sql
+from core.uow import UnitOfWorkFactory
+from policies import killswitch
+from tests import console_support, factories
+from tests.conftest import Api, Clock
+from tests.console_support import Browser
+
+BASE = datetime(2031, 5, 6, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def two(api: Api, clock: Clock) -> AsyncIterator[tuple[Browser, Browser]]:
+    clock.now = BASE
+    first, second = Browser(api.app, clock), Browser(api.app, clock)
+    yield first, second
+    await first.aclose()
+    await second.aclose()
+
+
+async def zone_state(uows: UnitOfWorkFactory, zone: str) -> killswitch.Switch | None:
+    async with uows() as uow:
+        return (await killswitch.states(uow)).get(zone)
+
+
+async def open_request_id(uows: UnitOfWorkFactory, subject: str) -> str:
+    async with uows() as uow:
+        found = await sql.scalar(
+            uow,
+            "SELECT id FROM approval_requests WHERE subject = %(s)s AND decided_at IS NULL"
+            " ORDER BY requested_at DESC LIMIT 1",
+            {"s": subject},
+        )
+    assert found is not None
+    return str(found)
+
+
+async def test_a_kill_switch_goes_off_at_once_and_back_on_with_a_second_senior_officer(
+    two: tuple[Browser, Browser], uows: UnitOfWorkFactory
+) -> None:
+    alice, bob = two
+    first = await console_support.officer(uows, "senior_officer")
+    second = await console_support.officer(uows, "senior_officer")
+    await alice.sign_in(first)
+    await bob.sign_in(second)
+    off = await alice.submit(
+        "/console/kill-switches/withdrawal/off", {"reason": "provider incident"},
+        of="/console/kill-switches",
+    )  # fmt: skip
+    assert off.headers["location"] == "/console/kill-switches"
+    state = await zone_state(uows, "withdrawal")
+    assert state is not None
+    assert state.off
+
+    asked = await alice.submit(
+        "/console/kill-switches/withdrawal/on", {"reason": "incident over"},
+        of="/console/kill-switches",
+    )  # fmt: skip
+    assert asked.headers["location"] == "/console/approvals"
+    mine = await alice.get("/console/approvals")
+    assert "your request: another officer decides" in mine.text
+    request_id = await open_request_id(uows, "withdrawal")
+    own = await alice.submit(
+        f"/console/approvals/{request_id}/approve", {"reason": "me"}, of="/console/approvals"
+    )
+    assert own.status_code == 403
+    assert "Nobody decides their own request" in own.text
+    assert (await zone_state(uows, "withdrawal")).off  # type: ignore[union-attr]
+
+    approved = await bob.submit(
+        f"/console/approvals/{request_id}/approve", {"reason": "checked with the PSP"},
+        of="/console/approvals",
+    )  # fmt: skip
+    assert approved.headers["location"] == "/console/approvals"
+    state = await zone_state(uows, "withdrawal")
+    assert state is not None
+    assert not state.off
+    assert " approved by officer:" in state.set_by  # both names on the record
+    again = await bob.submit(
+        f"/console/approvals/{request_id}/approve", {"reason": "twice"}, of="/console/approvals"
+    )
+    assert again.status_code == 409
+    assert "decided already or has expired" in again.text
+
+
+async def test_clearing_an_aml_hold_needs_a_senior_officer_in_24_hours(
+    api: Api, two: tuple[Browser, Browser], uows: UnitOfWorkFactory, clock: Clock
+) -> None:
+    player = await factories.committed_player(uows)
+    page = f"/console/players/{player}"
+    caseworker, mlro = two
+    officer = await console_support.officer(uows, "officer")
+    senior = await console_support.officer(uows, "senior_officer")
+    await caseworker.sign_in(officer)
+    held = await caseworker.submit(f"{page}/aml-hold", {"reason": "source of funds"}, of=page)
+    assert held.headers["location"] == page
+    assert "on hold" in (await caseworker.get(page)).text
+    await caseworker.submit(f"{page}/aml-hold/clear", {"reason": "documents received"}, of=page)
+    request_id = await open_request_id(uows, str(player))
+    colleague = await console_support.officer(uows, "officer")
+    other = Browser(api.app, clock)
+    try:
+        await other.sign_in(colleague)
+        not_senior = await other.submit(
+            f"/console/approvals/{request_id}/approve", {"reason": "ok"}, of="/console/approvals"
+        )
+        assert not_senior.status_code == 403
+        assert "Your role does not allow this." in not_senior.text
+    finally:
+        await other.aclose()
+
+    clock.advance(hours=24)
+    await mlro.sign_in(senior)
+    late = await mlro.http.post(
+        f"/console/approvals/{request_id}/approve",
+        data={"reason": "late", "csrf": console_support.csrf_of(await mlro.get("/console"))},
+    )
+    assert late.status_code == 409
+    assert "expired" in late.text
+    async with uows() as uow:
+        assert (await kyc.standing(uow, player)).aml_hold
+
+    await caseworker.sign_in(officer)
+    await caseworker.submit(f"{page}/aml-hold/clear", {"reason": "documents checked"}, of=page)
+    request_id = await open_request_id(uows, str(player))
+    await mlro.submit(
+        f"/console/approvals/{request_id}/approve", {"reason": "verified"}, of="/console/approvals"
+    )
+    async with uows() as uow:
+        assert not (await kyc.standing(uow, player)).aml_hold
+
+
+async def test_postgresql_refuses_deciding_ones_own_request_or_deciding_twice(
+    app_engine: AsyncEngine, committed_uows: UnitOfWorkFactory
+) -> None:
+    asker = await console_support.officer(committed_uows, "senior_officer")
+    async with app_engine.connect() as conn:
+        officer = await conn.scalar(
+            sa.text("SELECT id FROM officers WHERE username = :u"), {"u": asker.username}
+        )
+        request_id = uuid.uuid4()
+        now = datetime.now(UTC)
+        await conn.execute(
+            sa.text(
+                "INSERT INTO approval_requests (id, kind, subject, payload, reason, requested_by,"
+                " requested_at, expires_at) VALUES (:id, 'killswitch_on', 'bet', '{}', 'r', :o,"
+                " :now, :until)"
+            ),
+            {"id": request_id, "o": officer, "now": now, "until": now + timedelta(hours=24)},
+        )
+        own = sa.text(
+            "UPDATE approval_requests SET decided_by = requested_by, decided_at = :now,"
+            " outcome = 'approved' WHERE id = :id"
+        )
+        with pytest.raises(sa.exc.IntegrityError, match="not_own"):
+            async with conn.begin_nested():
+                await conn.execute(own, {"now": now, "id": request_id})
+        other = await console_support.officer(committed_uows, "senior_officer")
+        second = await conn.scalar(
+            sa.text("SELECT id FROM officers WHERE username = :u"), {"u": other.username}
+        )
+        decide = sa.text(
+            "UPDATE approval_requests SET decided_by = :by, decided_at = :now,"
+            " outcome = :o WHERE id = :id"
+        )
+        await conn.execute(decide, {"by": second, "now": now, "o": "rejected", "id": request_id})
+        with pytest.raises(sa.exc.DBAPIError, match="decided already") as raised:
+            await conn.execute(
+                decide, {"by": second, "now": now, "o": "approved", "id": request_id}
+            )
+        assert isinstance(raised.value.orig, psycopg.errors.RaiseException)
+        await conn.rollback()
