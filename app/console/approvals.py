@@ -17,13 +17,16 @@ from psycopg.types.json import Jsonb
 
 from app.console.accounts import Officer
 from compliance import kyc
+from compliance.cashier import Cashier
 from core import journal, sql
-from core.errors import Conflict, InvalidRequest, NotFound
+from core.errors import Conflict, InvalidRequest, NotFound, Unavailable
 from core.journal import EventContext
 from core.uow import UnitOfWork
 from policies import killswitch
 
 LIFETIME = timedelta(hours=24)
+# What must follow an approval's commit (a payout is sent to its provider outside any transaction).
+After = Callable[[], Awaitable[object]]
 
 
 @dataclass(frozen=True)
@@ -133,9 +136,11 @@ async def decide(
     approve: bool,
     reason: str,
     ctx: EventContext,
-) -> None:
+    cashier: Cashier | None = None,
+) -> After | None:
     """Record the decision (once, in time, not one's own) and, when approved, lift the
-    protection in the same transaction."""
+    protection in the same transaction; returns what must follow the commit, if anything (an
+    approved payout is sent to its provider then: never inside a transaction)."""
     if request.requested_by == officer.id:
         raise Conflict("own_request", "nobody decides their own request")
     if not request.open_at(uow.now):
@@ -154,40 +159,71 @@ async def decide(
         player_id=request.player_id,
         data={"request": str(request.id), "kind": request.kind, "outcome": outcome},
     )
-    if approve:
-        await EFFECTS[request.kind](uow, request, officer, ctx)
+    if not approve:
+        return None
+    return await EFFECTS[request.kind](Lifting(uow, request, officer, ctx, cashier))
 
 
-def _both(request: Request, officer: Officer) -> str:
-    return f"officer:{request.requested_by} approved by {officer.actor}"
+@dataclass(frozen=True)
+class Lifting:
+    """What an approval's effect works with."""
+
+    uow: UnitOfWork
+    request: Request
+    officer: Officer
+    ctx: EventContext
+    cashier: Cashier | None
+
+    @property
+    def actor(self) -> str:
+        """Both officers are named on what the approval changes."""
+        return f"officer:{self.request.requested_by} approved by {self.officer.actor}"
 
 
-async def _switch_on(
-    uow: UnitOfWork, request: Request, officer: Officer, ctx: EventContext
-) -> None:
+async def _switch_on(lifting: Lifting) -> After | None:
     await killswitch.switch(
-        uow,
-        zone=request.subject,
+        lifting.uow,
+        zone=lifting.request.subject,
         off=False,
-        reason=request.reason,
-        actor=_both(request, officer),
-        ctx=ctx,
+        reason=lifting.request.reason,
+        actor=lifting.actor,
+        ctx=lifting.ctx,
     )
+    return None
 
 
-async def _clear_hold(
-    uow: UnitOfWork, request: Request, officer: Officer, ctx: EventContext
-) -> None:
-    assert request.player_id is not None  # noqa: S101 - asked about a player
+async def _clear_hold(lifting: Lifting) -> After | None:
+    assert lifting.request.player_id is not None  # noqa: S101 - asked about a player
     await kyc.set_aml_hold(
-        uow,
-        player_id=request.player_id,
+        lifting.uow,
+        player_id=lifting.request.player_id,
         on_hold=False,
-        actor=_both(request, officer),
-        reason=request.reason,
-        ctx=ctx,
+        actor=lifting.actor,
+        reason=lifting.request.reason,
+        ctx=lifting.ctx,
     )
+    return None
 
 
-Effect = Callable[[UnitOfWork, Request, Officer, EventContext], Awaitable[None]]
-EFFECTS: dict[str, Effect] = {"killswitch_on": _switch_on, "aml_hold_clear": _clear_hold}
+async def _pay_out(lifting: Lifting) -> After | None:
+    cashier = lifting.cashier
+    if cashier is None:
+        raise Unavailable("payments_disabled", "payments are off on this server")
+    payment_id = uuid.UUID(lifting.request.subject)
+    await cashier.review(
+        lifting.uow,
+        payment_id,
+        approve=True,
+        officer=lifting.actor,
+        reason=lifting.request.reason,
+        ctx=lifting.ctx,
+    )
+    return lambda: cashier.submit(payment_id, lifting.ctx)
+
+
+Effect = Callable[[Lifting], Awaitable[After | None]]
+EFFECTS: dict[str, Effect] = {
+    "killswitch_on": _switch_on,
+    "aml_hold_clear": _clear_hold,
+    "payout_approve": _pay_out,
+}

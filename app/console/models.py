@@ -100,7 +100,7 @@ class ConsoleSignInFailure(Base):
     reason: Mapped[str] = mapped_column(sa.Text)
 
 
-APPROVAL_KINDS = ("killswitch_on", "aml_hold_clear")
+APPROVAL_KINDS = ("killswitch_on", "aml_hold_clear", "payout_approve")
 
 
 class ApprovalRequest(Base):

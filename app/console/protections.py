@@ -18,7 +18,7 @@ Reason = Annotated[str, Form(max_length=500)]
 Csrf = Annotated[str | None, Form(max_length=200)]
 
 
-def _problem(request: Request, current: web.Current, error: DomainError) -> Response:
+def problem(request: Request, current: web.Current, error: DomainError) -> Response:
     return web.page(
         request,
         "problem.html",
@@ -67,7 +67,7 @@ async def switch_off(
         )
     except DomainError as error:
         await current.uow.rollback()
-        return _problem(request, current, error)
+        return problem(request, current, error)
     await current.uow.commit()
     return web.redirect(request, "/console/kill-switches")
 
@@ -78,8 +78,8 @@ async def ask_to_switch_on(
 ) -> Response:
     web.checked_csrf(current, csrf)
     if zone not in killswitch.ZONES:
-        return _problem(request, current, DomainError("unknown_zone", f"no zone {zone!r}"))
-    return await _ask(
+        return problem(request, current, DomainError("unknown_zone", f"no zone {zone!r}"))
+    return await ask(
         current, request, kind="killswitch_on", subject=zone, reason=reason,
         back="/console/kill-switches",
     )  # fmt: skip
@@ -107,7 +107,7 @@ async def hold(
         )
     except DomainError as error:
         await current.uow.rollback()
-        return _problem(request, current, error)
+        return problem(request, current, error)
     await current.uow.commit()
     return web.redirect(request, page)
 
@@ -117,13 +117,13 @@ async def ask_to_clear_hold(
     player_id: uuid.UUID, current: web.Signed, request: Request, reason: Reason, csrf: Csrf = None
 ) -> Response:
     web.checked_csrf(current, csrf)
-    return await _ask(
+    return await ask(
         current, request, kind="aml_hold_clear", subject=str(player_id), reason=reason,
         back=f"/console/players/{player_id}", player_id=player_id,
     )  # fmt: skip
 
 
-async def _ask(
+async def ask(
     current: web.Current,
     request: Request,
     *,
@@ -152,7 +152,7 @@ async def _ask(
         )
     except DomainError as error:
         await current.uow.rollback()
-        return _problem(request, current, error)
+        return problem(request, current, error)
     await current.uow.commit()
     return web.redirect(request, "/console/approvals")
 
@@ -186,11 +186,11 @@ async def decide(
 ) -> Response:
     web.checked_csrf(current, csrf)
     if verdict not in {"approve", "reject"}:
-        return _problem(request, current, DomainError("unknown_verdict", "approve or reject"))
+        return problem(request, current, DomainError("unknown_verdict", "approve or reject"))
     try:
         asked = await approvals.find(current.uow, request_id)
     except DomainError as error:
-        return _problem(request, current, error)
+        return problem(request, current, error)
     refused = await access.allowed(
         current, request, f"console.approve.{asked.kind}", player_id=asked.player_id,
         subject=f"request:{asked.id}", own_request=asked.requested_by == current.officer.id,
@@ -199,16 +199,19 @@ async def decide(
     if refused:
         return refused
     try:
-        await approvals.decide(
+        after = await approvals.decide(
             current.uow,
             request=asked,
             officer=current.officer,
             approve=verdict == "approve",
             reason=reason,
             ctx=access.context(current.officer, current.session, current.trace_id),
+            cashier=request.app.state.cashier,
         )
     except DomainError as error:
         await current.uow.rollback()
-        return _problem(request, current, error)
+        return problem(request, current, error)
     await current.uow.commit()
+    if after is not None:  # e.g. an approved payout goes to its provider, after the commit
+        await after()
     return web.redirect(request, "/console/approvals")

@@ -7,7 +7,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
-from app.console import pages, personal, protections, signin, sso, web
+from app.console import pages, payments_pages, personal, protections, signin, sso, web
 from core import journal
 from core.journal import EventContext
 
@@ -39,4 +39,5 @@ def install(app: FastAPI) -> None:
     app.include_router(pages.router)
     app.include_router(personal.router)
     app.include_router(protections.router)
+    app.include_router(payments_pages.router)
     app.mount("/console/static", StaticFiles(directory=web.HERE / "static"), name="console-static")

@@ -17,6 +17,7 @@ from policies import killswitch
 from tests import console_support, factories
 from tests.conftest import Api, Clock
 from tests.console_support import Browser
+from tests.payments_support import journal, use_fake_providers
 
 BASE = datetime(2031, 5, 6, 10, 0, tzinfo=UTC)
 
@@ -182,3 +183,58 @@ async def test_postgresql_refuses_deciding_ones_own_request_or_deciding_twice(
             )
         assert isinstance(raised.value.orig, psycopg.errors.RaiseException)
         await conn.rollback()
+
+
+async def test_a_large_withdrawal_is_rejected_by_one_officer_or_approved_by_two(
+    api: Api, two: tuple[Browser, Browser], uows: UnitOfWorkFactory
+) -> None:
+    fastpay, _ = use_fake_providers(api)
+    player = await factories.committed_player(uows, cash="7000.00")
+    verified = await api.operator.post(
+        f"/v1/admin/players/{player}/kyc",
+        {"level": "verified", "actor": "officer-7", "reason": "checked"},
+    )
+    assert verified.status_code == 200, verified.text
+    large, other = [
+        (
+            await api.operator.post(
+                "/v1/payments/withdrawals",
+                {"player_id": str(player), "amount": amount, "currency": "EUR",
+                 "method": "bank_transfer", "destination": "acct_tok_4242"},
+            )
+        ).json()
+        for amount in ("2500.00", "3000.00")
+    ]  # fmt: skip
+    assert large["state"] == other["state"] == "requested"
+    first, second = two
+    asker = await console_support.officer(uows, "officer")
+    approver = await console_support.officer(uows, "officer")
+    await first.sign_in(asker)
+    await second.sign_in(approver)
+    queue = await first.get("/console/payments")
+    assert "2500.00 EUR" in queue.text
+    assert "3000.00 EUR" in queue.text
+
+    rejected = await first.submit(
+        f"/console/payments/{other['payment_id']}/reject", {"reason": "unknown destination"},
+        of="/console/payments",
+    )  # fmt: skip
+    assert rejected.headers["location"] == "/console/payments"
+    assert "3000.00 EUR" not in (await first.get("/console/payments")).text
+
+    asked = await first.submit(
+        f"/console/payments/{large['payment_id']}/approve", {"reason": "source of funds ok"},
+        of="/console/payments",
+    )  # fmt: skip
+    assert asked.headers["location"] == "/console/approvals"
+    assert uuid.UUID(large["payment_id"]) not in fastpay.orders  # nothing leaves on one word
+    request_id = await open_request_id(uows, large["payment_id"])
+    approved = await second.submit(
+        f"/console/approvals/{request_id}/approve", {"reason": "agreed"}, of="/console/approvals"
+    )
+    assert approved.headers["location"] == "/console/approvals"
+    assert uuid.UUID(large["payment_id"]) in fastpay.orders  # sent after the approval's commit
+    shown = (await api.operator.get(f"/v1/payments/{large['payment_id']}")).json()
+    assert shown["state"] == "sent"
+    reviewed = await journal(uows, "payment.reviewed", large["payment_id"])
+    assert " approved by officer:" in reviewed[0]["officer"]

@@ -303,6 +303,8 @@ NO_MONEY = {
     ("POST", "/console/players/{player_id}/aml-hold"),
     ("POST", "/console/players/{player_id}/aml-hold/clear"),
     ("POST", "/console/approvals/{request_id}/{verdict}"),
+    ("POST", "/console/payments/{payment_id}/reject"),
+    ("POST", "/console/payments/{payment_id}/approve"),
 }
 
 
