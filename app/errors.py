@@ -155,11 +155,10 @@ def database_unavailable(request: Request, reason: str) -> JSONResponse:
     if watch is not None:
         watch.went_away(reason)
     return JSONResponse(
-        error_body(
+        error_body(  # the reason (a socket path, a host) is the log's, not the caller's
             "database_unavailable",
             "the database cannot be reached right now; nothing was done: send the same request"
             " again",
-            {"reason": reason},
         ),
         status_code=503,
         headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},

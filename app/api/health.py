@@ -8,6 +8,7 @@ restarting it would not bring the database back.
 """
 
 import asyncio
+import logging
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -21,6 +22,7 @@ from core.database import unavailable
 from core.uow import UnitOfWorkFactory
 
 router = APIRouter(tags=["ops"])
+logger = logging.getLogger(__name__)
 
 
 @router.get("/healthz")
@@ -63,7 +65,8 @@ async def check(
         reason = unavailable(error)
         if reason is None:
             raise
-        return {"database": f"unavailable: {reason}"}, f"the database is unavailable: {reason}"
+        logger.warning("readiness: the database is unavailable (%s)", reason)
+        return {"database": "unavailable"}, "the database is unavailable"
     lag_s = 0.0 if oldest is None else max(0.0, (now - oldest).total_seconds())
     checks = {
         "database": "ok",

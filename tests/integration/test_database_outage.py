@@ -242,9 +242,7 @@ async def test_no_free_connection_within_the_wait_is_a_503_not_a_hang(
             async with asyncio.timeout(10):
                 answer = await api.operator.get(f"/v1/admin/players/{uuid.uuid4()}/wallet")
         assert_unavailable(answer)
-        assert answer.json()["error"]["details"]["reason"] == (
-            "no database connection became free in time"
-        )
+        assert answer.json()["error"]["details"] == {}  # the reason is for the log, not the caller
         later = await api.operator.get(f"/v1/admin/players/{uuid.uuid4()}/wallet")
         assert later.json()["error"]["code"] == "unknown_player"  # served again once free
     finally:
