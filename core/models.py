@@ -380,6 +380,13 @@ class Payment(Base):
             "created_at",
             postgresql_include=["kind", "state", "amount"],
         ),
+        # The officers' review queue (migration 0013): only what waits is indexed.
+        sa.Index(
+            "ix_payments_review_queue",
+            "created_at",
+            "id",
+            postgresql_where=sa.text("state = 'requested' AND needs_review"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)

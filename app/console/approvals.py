@@ -118,14 +118,22 @@ async def find(uow: UnitOfWork, request_id: uuid.UUID) -> Request:
 
 
 async def listed(uow: UnitOfWork, *, limit: int = 50) -> list[Request]:
-    """Open requests first (soonest to expire first), then the newest decided or expired."""
-    rows = await sql.all_rows(
+    """Open requests first (soonest to expire first), then the newest decided or expired; each
+    part read along its own index."""
+    params = {"now": uow.now, "n": limit}
+    waiting = await sql.all_rows(
         uow,
-        _SELECT + " ORDER BY (r.decided_at IS NULL AND r.expires_at > %(now)s) DESC,"
-        " r.requested_at DESC LIMIT %(n)s",
-        {"now": uow.now, "n": limit},
+        _SELECT + " WHERE r.decided_at IS NULL AND r.expires_at > %(now)s"
+        " ORDER BY r.expires_at LIMIT %(n)s",
+        params,
     )
-    return [Request(**row) for row in rows]
+    closed = await sql.all_rows(
+        uow,
+        _SELECT + " WHERE NOT (r.decided_at IS NULL AND r.expires_at > %(now)s)"
+        " ORDER BY r.requested_at DESC LIMIT %(n)s",
+        params,
+    )
+    return [Request(**row) for row in waiting + closed][:limit]
 
 
 async def decide(

@@ -122,6 +122,7 @@ class ApprovalRequest(Base):
             "expires_at",
             postgresql_where=sa.text("decided_at IS NULL"),
         ),
+        sa.Index("ix_approval_requests_requested_at", "requested_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)

@@ -30,7 +30,7 @@ async def queue(current: web.Signed, request: Request) -> Response:
     refused = await access.allowed(current, request, "console.payments.view")
     if refused:
         return refused
-    waiting = await service.find(current.uow, state="requested", needs_review=True, limit=QUEUE)
+    waiting = await service.review_queue(current.uow, limit=QUEUE)
     await current.uow.commit()
     return web.page(
         request,
@@ -47,7 +47,7 @@ async def queue(current: web.Signed, request: Request) -> Response:
                 "country": p.country,
                 "created_at": p.created_at,
             }
-            for p in reversed(waiting)  # the longest waiting first
+            for p in waiting  # the longest waiting first
         ],
     )
 

@@ -142,6 +142,18 @@ async def find(
     return [_payment(row) for row in rows]
 
 
+async def review_queue(uow: UnitOfWork, *, limit: int = 100) -> list[Payment]:
+    """Withdrawals waiting for an officer, the longest waiting first (a partial index holds
+    exactly these, migration 0013)."""
+    rows = await sql.all_rows(
+        uow,
+        f"SELECT {_COLUMNS} FROM payments"  # noqa: S608 - constant columns
+        " WHERE state = 'requested' AND needs_review ORDER BY created_at, id LIMIT %(limit)s",
+        {"limit": limit},
+    )
+    return [_payment(row) for row in rows]
+
+
 def _check_request(wallet: players.Wallet, amount: Money, method: str, routes: list[str]) -> None:
     wallet.check_currency(amount)
     if method not in METHODS:

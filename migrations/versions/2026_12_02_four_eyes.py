@@ -1,4 +1,5 @@
-"""Four-eyes: lifting a protection is a request that a second officer decides.
+"""Four-eyes: lifting a protection is a request that a second officer decides; and the index of
+the payments review queue (withdrawals waiting for an officer).
 
 `approval_requests` holds each request (what, about whom or what, why, who asked, when it
 expires) and, once, its decision. What PostgreSQL refuses whatever the code does:
@@ -78,6 +79,12 @@ def upgrade() -> None:
         "ix_approval_requests_open", "approval_requests", ["expires_at"],
         postgresql_where=sa.text("decided_at IS NULL"),
     )  # fmt: skip
+    op.create_index("ix_approval_requests_requested_at", "approval_requests", ["requested_at"])
+    # the payments review queue, which approving a payout starts from
+    op.create_index(
+        "ix_payments_review_queue", "payments", ["created_at", "id"],
+        postgresql_where=sa.text("state = 'requested' AND needs_review"),
+    )  # fmt: skip
     op.execute("""
 CREATE FUNCTION pw_decided_once() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -108,5 +115,6 @@ GRANT UPDATE (decided_by, decided_at, outcome, decision_reason) ON approval_requ
 
 
 def downgrade() -> None:
+    op.drop_index("ix_payments_review_queue", table_name="payments")
     op.drop_table("approval_requests")
     op.execute("DROP FUNCTION pw_decided_once()")
