@@ -138,3 +138,21 @@ class ApprovalRequest(Base):
     decided_at: Mapped[datetime | None] = mapped_column(TS)
     outcome: Mapped[str | None] = mapped_column(sa.Text)
     decision_reason: Mapped[str | None] = mapped_column(sa.Text)
+
+
+class OfficerPasskey(Base):
+    """A WebAuthn credential of an officer (migration 0014)."""
+
+    __tablename__ = "officer_passkeys"
+    __table_args__ = (
+        sa.CheckConstraint("sign_count >= 0", name="sign_count"),
+        sa.Index("ix_officer_passkeys_officer_id", "officer_id"),
+    )
+
+    credential_id: Mapped[bytes] = mapped_column(sa.LargeBinary, primary_key=True)
+    officer_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("officers.id"))
+    public_key: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    sign_count: Mapped[int] = mapped_column(sa.BigInteger)
+    name: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(TS)
+    last_used_at: Mapped[datetime | None] = mapped_column(TS)

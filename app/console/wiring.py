@@ -7,7 +7,16 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
-from app.console import pages, payments_pages, personal, protections, signin, sso, web
+from app.console import (
+    pages,
+    passkeys,
+    payments_pages,
+    personal,
+    protections,
+    signin,
+    sso,
+    web,
+)
 from core import journal
 from core.journal import EventContext
 
@@ -40,4 +49,5 @@ def install(app: FastAPI) -> None:
     app.include_router(personal.router)
     app.include_router(protections.router)
     app.include_router(payments_pages.router)
+    app.include_router(passkeys.router)
     app.mount("/console/static", StaticFiles(directory=web.HERE / "static"), name="console-static")

@@ -305,6 +305,10 @@ NO_MONEY = {
     ("POST", "/console/approvals/{request_id}/{verdict}"),
     ("POST", "/console/payments/{payment_id}/reject"),
     ("POST", "/console/payments/{payment_id}/approve"),
+    ("POST", "/console/passkeys/options"),
+    ("POST", "/console/passkeys"),
+    ("POST", "/console/passkeys/sign-in/options"),
+    ("POST", "/console/passkeys/sign-in"),
 }
 
 
