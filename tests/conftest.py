@@ -102,7 +102,9 @@ GATE = Gate(ages=NoAgesOnFile(), jurisdictions=jurisdictions.load(), kyt=kyt.loa
 
 @pytest.fixture(scope="session")
 async def app_engine(db_urls: DatabaseUrls) -> AsyncIterator[AsyncEngine]:
-    engine = create_app_engine(db_urls.app, pool_size=30)
+    # Races of hundreds of requests on two shared cores may wait seconds for a connection: the
+    # tests of a bounded wait (test_database_outage.py) make engines of their own.
+    engine = create_app_engine(db_urls.app, pool_size=30, wait_s=60)
     yield engine
     await engine.dispose()
 
