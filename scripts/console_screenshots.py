@@ -25,6 +25,7 @@ async def _shoot(page: Page, name: str) -> None:
 async def _page(browser: Browser) -> Page:
     """A page in a fresh browser profile of its own, as on another computer."""
     context = await browser.new_context(viewport={"width": 1280, "height": 800})
+    context.set_default_timeout(chromium.WAIT_MS)
     return await context.new_page()
 
 

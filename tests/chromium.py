@@ -38,6 +38,10 @@ ARGS = (
 )
 AXE = ROOT / "tests" / "browser" / "node_modules" / "axe-core" / "axe.min.js"
 PITWARDEN = Path(sys.executable).parent / "pitwarden"
+# Each sign-in costs the server an Argon2 verification, on two cores that other work shares:
+# wait for a page longer than Playwright's 5 s (a failing check only fails later).
+WAIT_MS = 15_000
+expect.set_options(timeout=WAIT_MS)
 
 Now = Callable[[], datetime]
 
