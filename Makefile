@@ -4,7 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test test-shifted bench lint install clean
+.PHONY: run test test-shifted bench lint install clean screenshots
+
+# The console's browser tests and screenshots: Debian's Chromium, driven by Playwright (which
+# never downloads a browser of its own here), and axe-core from npm, injected into the pages.
+CHROMIUM := /usr/bin/chromium
+AXE_STAMP := tests/browser/node_modules/.installed-stamp
 
 # The console's sign-in tests run a real OpenID provider (tests/oidc, the npm package
 # oidc-provider, under Node 20): its packages come from tests/oidc/package-lock.json.
@@ -22,18 +27,25 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+$(CHROMIUM):
+	apt-get update -qq && apt-get install -y -qq chromium
+
+$(AXE_STAMP): tests/browser/package.json tests/browser/package-lock.json
+	npm ci --prefix tests/browser --no-audit --no-fund
+	@touch $(AXE_STAMP)
+
 ## make run: embedded PostgreSQL under ./var, migrations, demo data, API on :8000
 run: $(STAMP)
 	$(BIN)/pitwarden serve --demo
 
 ## make test: quality gates, then the whole suite on a private embedded PostgreSQL
-test: lint $(OIDC_DEPS)
+test: lint $(CHROMIUM) $(AXE_STAMP) $(OIDC_DEPS)
 	$(BIN)/pytest -q
 
 ## make test-shifted: the whole suite with every clock 540 days ahead (the process's and the
 ## embedded PostgreSQL's, through libfaketime): no test may depend on the day it runs
 SHIFT ?= +540d
-test-shifted: $(STAMP) $(OIDC_DEPS)
+test-shifted: $(STAMP) $(CHROMIUM) $(AXE_STAMP) $(OIDC_DEPS)
 	@command -v faketime >/dev/null || { apt-get update -qq && apt-get install -y -qq faketime; }
 	faketime -f '$(SHIFT)' $(BIN)/pytest -q -p no:cacheprovider
 
@@ -52,5 +64,9 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.policy
 	$(BIN)/python -m benchmarks.payments
 
+## make screenshots: the console's main pages, taken in headless Chromium, into docs/console/
+screenshots: $(STAMP) $(CHROMIUM)
+	$(BIN)/python -m scripts.console_screenshots
+
 clean:
-	rm -rf $(VENV) var
+	rm -rf $(VENV) var tests/browser/node_modules

@@ -1,0 +1,1 @@
+"""Developer tools run by the Makefile (`python -m scripts.NAME`); not part of the package."""
