@@ -21,12 +21,14 @@ from playwright.async_api import Browser, Locator, Page, async_playwright, expec
 
 from app.console.web import COOKIE
 from app.main import create_app
+from compliance.vault import service as vault
 from compliance.vault.keys import LocalKeyFile
+from core import sql
 from core.settings import Settings
 from core.uow import UnitOfWorkFactory
-from tests import chromium, console_support
+from tests import chromium, console_support, factories
 from tests.chromium import ROOT, Demo
-from tests.conftest import Clock
+from tests.conftest import CTX, Clock
 from tests.serving import free_socket, serving, url_of
 
 PLAYER = "00000000-0000-4000-8000-000000000001"  # the demo's first player
@@ -305,3 +307,127 @@ async def test_an_idle_session_ends_after_15_minutes_of_the_servers_clock(
             "Your session ended after 15 minutes without activity. Sign in again."
         )
         assert page.url == f"{local.url}/console/sign-in?ended=idle_timeout"
+
+
+async def personal_player(local: Local, vault_uows: UnitOfWorkFactory, keys: LocalKeyFile) -> str:
+    player = await factories.committed_player(local.uows, cash="10.00")
+    async with vault_uows() as uow:
+        await vault.store(
+            uow,
+            player_id=player,
+            data=vault.PersonalData(legal_name="Ilse Vella"),
+            keys=keys,
+            ctx=CTX,
+        )
+        await uow.commit()
+    return str(player)
+
+
+async def test_a_reveal_asks_for_the_second_factor_again_after_5_minutes(
+    browser: Browser, local: Local, vault_uows: UnitOfWorkFactory, vault_keys: LocalKeyFile
+) -> None:
+    player = await personal_player(local, vault_uows, vault_keys)
+    officer = await console_support.officer(local.uows, "officer")
+    async with new_page(browser) as page:
+        await chromium.sign_in(page, local.url, officer, local.clock)
+        local.clock.advance(minutes=6)
+        await page.goto(f"{local.url}/console/players/{player}")
+        await page.get_by_label("Purpose").select_option("kyc_review")
+        await page.get_by_role("button", name="Reveal").click()
+        await expect(heading(page)).to_have_text("Confirm it is you")
+        local.clock.advance(seconds=30)  # the authenticator's next code
+        await page.get_by_label("Code", exact=True).fill(chromium.code(officer, local.clock))
+        await page.get_by_role("button", name="Confirm", exact=True).click()
+        await expect(heading(page)).to_have_text(f"Player {player}")
+        await page.get_by_label("Purpose").select_option("kyc_review")
+        await page.get_by_role("button", name="Reveal").click()
+        await expect(page.locator(".revealed")).to_have_text("Ilse Vella")
+
+
+async def test_an_auditor_sees_the_player_but_no_reveal(
+    browser: Browser, local: Local, vault_uows: UnitOfWorkFactory, vault_keys: LocalKeyFile
+) -> None:
+    player = await personal_player(local, vault_uows, vault_keys)
+    auditor = await console_support.officer(local.uows, "auditor")
+    async with new_page(browser) as page:
+        await chromium.sign_in(page, local.url, auditor, local.clock)
+        await page.goto(f"{local.url}/console/players/{player}")
+        await expect(heading(page)).to_have_text(f"Player {player}")
+        await expect(page.get_by_role("button", name="Reveal")).to_have_count(0)
+        refused = await page.request.post(  # the form the page does not offer, sent anyway
+            f"{local.url}/console/players/{player}/reveal",
+            form={
+                "field": "legal_name",
+                "purpose": "kyc_review",
+                "csrf": await page.locator("input[name=csrf]").first.get_attribute("value") or "",
+            },
+        )
+        assert refused.status == 403
+        assert "Your role does not allow this." in await refused.text()
+
+
+async def test_a_four_eyes_request_is_refused_to_its_author_and_approved_by_another(
+    browser: Browser, local: Local
+) -> None:
+    first = await console_support.officer(local.uows, "senior_officer")
+    second = await console_support.officer(local.uows, "senior_officer")
+    async with new_page(browser) as alice, new_page(browser) as bob:
+        await chromium.sign_in(alice, local.url, first, local.clock)
+        await chromium.sign_in(bob, local.url, second, local.clock)
+        await alice.goto(f"{local.url}/console/kill-switches")
+        row = alice.get_by_role("row", name=re.compile("^deposit"))
+        await row.get_by_label("Reason for deposit").fill("provider incident")
+        await row.get_by_role("button", name="Switch off").click()
+        await expect(row.get_by_role("cell").nth(0)).to_have_text("off")
+        await row.get_by_label("Reason for deposit").fill("incident over")
+        await row.get_by_role("button", name="Ask to switch on").click()
+        await expect(heading(alice)).to_have_text("Four-eyes requests")
+        await expect(alice.get_by_text("your request: another officer decides")).to_be_visible()
+        await bob.goto(f"{local.url}/console/approvals")
+        await bob.get_by_label("Reason for your decision").first.fill("checked")
+        await bob.get_by_role("button", name="Approve").first.click()
+        await expect(bob.get_by_text("approved by")).to_be_visible()
+        await bob.goto(f"{local.url}/console/kill-switches")
+        deposit = bob.get_by_role("row", name=re.compile("^deposit"))
+        await expect(deposit.get_by_role("cell").nth(0)).to_have_text("on")
+
+
+async def test_a_passkey_signs_in_with_chromiums_virtual_authenticator(
+    browser: Browser, local: Local
+) -> None:
+    """WebAuthn needs a secure context and a domain for its RP ID: the page is on localhost."""
+    site = local.url.replace("127.0.0.1", "localhost")
+    officer = await console_support.officer(local.uows, "dpo")
+    async with new_page(browser) as page:
+        cdp = await page.context.new_cdp_session(page)
+        await cdp.send("WebAuthn.enable")
+        await cdp.send(
+            "WebAuthn.addVirtualAuthenticator",
+            {
+                "options": {
+                    "protocol": "ctap2",
+                    "transport": "internal",
+                    "hasResidentKey": True,
+                    "hasUserVerification": True,
+                    "isUserVerified": True,
+                }
+            },
+        )
+        await chromium.sign_in(page, site, officer, local.clock)
+        await page.goto(f"{site}/console/security")
+        await page.get_by_label("Name of the new passkey").fill("Laptop")
+        await page.get_by_role("button", name="Add a passkey").click()
+        await expect(page.get_by_role("cell", name="Laptop")).to_be_visible()
+        await page.goto(f"{site}/console/sessions")
+        await page.get_by_role("button", name="Sign out").click()
+        await expect(heading(page)).to_have_text("Sign in")
+        await page.get_by_role("button", name="Sign in with a passkey").click()
+        await expect(heading(page)).to_have_text(re.compile("^Welcome, "))
+    async with local.uows() as uow:
+        factor = await sql.scalar(
+            uow,
+            "SELECT envelope->'data'->>'factor' FROM journal_events"
+            " WHERE event = 'console.signed_in' ORDER BY id DESC LIMIT 1",
+            {},
+        )
+    assert factor == "passkey"
