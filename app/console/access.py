@@ -6,6 +6,10 @@ decision record (facts: the officer's role and how long ago they gave a second f
 import uuid
 from dataclasses import dataclass
 
+from fastapi import Request
+from fastapi.responses import Response
+
+from app.console import web
 from app.console.accounts import Officer
 from app.console.sessions import Session
 from core import journal
@@ -71,4 +75,38 @@ async def decide(
         decision.reason_code,
         decision.reason,
         decision.version,
+    )
+
+
+async def allowed(
+    current: web.Current,
+    request: Request,
+    action: str,
+    *,
+    back: str | None = None,
+    **about: object,
+) -> Response | None:
+    """None when allowed; else the page that says why (a step-up leads to the step-up form,
+    which then returns to `back`, by default this page)."""
+    verdict = await decide(
+        current.uow,
+        officer=current.officer,
+        session=current.session,
+        action=action,
+        trace_id=current.trace_id,
+        **about,  # type: ignore[arg-type]
+    )
+    if verdict.allowed:
+        return None
+    await current.uow.commit()  # the refusal is a decision record too
+    if verdict.reason_code == "step_up_required":
+        return web.redirect(request, f"/console/step-up?next={back or request.url.path}")
+    return web.page(
+        request,
+        "refused.html",
+        status_code=403,
+        officer=current.officer,
+        csrf=current.csrf,
+        verdict=verdict,
+        action=action,
     )
