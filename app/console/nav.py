@@ -1,0 +1,32 @@
+"""What the console offers an officer: a link for each page their role may open, as the newest
+console ruleset on disk says. It only hides what would be refused: every page is still decided
+(and recorded) by the active console ruleset when it is opened."""
+
+import functools
+
+from app.console import web
+from policies import ruleset
+from policies.engine import Engine, UnknownAction
+
+LINKS = (("/console/decisions", "Decisions", "console.decisions.view"),)
+
+
+@functools.cache
+def _engine() -> Engine:
+    return Engine(ruleset.load(ruleset.RULESETS / ruleset.newest(console=True)))
+
+
+@functools.cache
+def may(role: str, action: str) -> bool:
+    """Whether the role may, its second factor fresh (what the step-up rules then ask)."""
+    try:
+        return _engine().decide(action, {"role": role, "second_factor_age_s": 0}).allowed
+    except UnknownAction:
+        return False
+
+
+def links(role: str) -> list[tuple[str, str]]:
+    return [(href, label) for href, label, action in LINKS if may(role, action)]
+
+
+web.templates.env.globals["console_links"] = links

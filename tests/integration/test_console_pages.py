@@ -1,0 +1,296 @@
+"""The console's decisions pages as an officer meets them: find a refusal, read why, replay it
+and try it under another version. Each page is a console action the console ruleset decides."""
+
+import dataclasses
+import re
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.console import decision_search, ruleset_view
+from core import sql
+from core.uow import UnitOfWorkFactory
+from policies import decisions, registry, ruleset
+from tests import console_support, factories
+from tests.conftest import CTX, Api, Clock
+from tests.console_support import Browser
+
+REFUSED = "Your role does not allow this."
+
+
+class OfficerBrowser(Browser):
+    """A browser and the officer signed in with it."""
+
+    officer: console_support.Officer
+
+
+@pytest.fixture
+async def sign_in(
+    api: Api, uows: UnitOfWorkFactory, clock: Clock
+) -> AsyncIterator[Callable[..., Any]]:
+    """A browser signed in as a new officer of `role` (the clock stands still: one instant)."""
+    clock.now = clock()
+    opened: list[OfficerBrowser] = []
+
+    async def signed_in(role: str) -> OfficerBrowser:
+        browser = OfficerBrowser(api.app, clock)
+        opened.append(browser)
+        browser.officer = await console_support.officer(uows, role)
+        await browser.sign_in(browser.officer)
+        return browser
+
+    yield signed_in
+    for browser in opened:
+        await browser.aclose()
+
+
+async def refused_bet(api: Api, uows: UnitOfWorkFactory) -> tuple[uuid.UUID, str]:
+    """A self-excluded player's stake, refused by the gate: (player, decision id)."""
+    player = await factories.committed_player(uows, cash="100.00")
+    excluded = await api.operator.post(
+        f"/v1/admin/players/{player}/exclusions",
+        {"kind": "self_exclusion", "until": None, "actor": "player", "reason": "asked"},
+    )
+    assert excluded.status_code == 200, excluded.text
+    bet = await api.provider.post("/v1/wallet/bet", factories.bet_body(player, "1.00"))
+    assert bet.status_code == 403, bet.text
+    return player, bet.json()["error"]["details"]["decision_id"]
+
+
+def section(page: httpx.Response | str, start: str, end: str = "</section>") -> str:
+    """The part of a page from `start` to the next `end`."""
+    text = page if isinstance(page, str) else page.text
+    assert start in text, text
+    after = text[text.index(start) :]
+    return after[: after.index(end)] if end in after else after
+
+
+@pytest.mark.parametrize(
+    ("role", "path", "action"),
+    [
+        ("administrator", "/console/decisions", "console.decisions.view"),
+        ("administrator", "/console/decisions/{decision}", "console.decisions.view"),
+        ("dpo", "/console/decisions/{decision}/replay", "console.decision.replay"),
+        (
+            "dpo",
+            "/console/decisions/{decision}/what-if?version=2026-11-v1",
+            "console.decision.replay",
+        ),
+    ],
+)
+async def test_a_role_without_the_action_is_refused_and_the_refusal_recorded(
+    api: Api,
+    uows: UnitOfWorkFactory,
+    sign_in: Callable[..., Any],
+    role: str,
+    path: str,
+    action: str,
+) -> None:
+    _, decision = await refused_bet(api, uows)
+    browser = await sign_in(role)
+    answer = await browser.get(path.format(decision=decision))
+    assert answer.status_code == 403
+    assert REFUSED in answer.text
+    async with uows() as uow:
+        recorded = await sql.one(
+            uow,
+            "SELECT effect, reason_code, version, facts FROM policy_decisions"
+            " WHERE action = %(a)s ORDER BY decided_at DESC, id DESC LIMIT 1",
+            {"a": action},
+        )
+    assert recorded is not None
+    assert (recorded["effect"], recorded["reason_code"]) == ("deny", "role_not_allowed")
+    assert recorded["facts"]["role"] == role
+    assert recorded["version"] == "console-2026-12-v1"
+
+
+async def test_a_refusal_is_found_by_reason_rule_and_outcome_and_its_record_says_why(
+    api: Api, uows: UnitOfWorkFactory, sign_in: Callable[..., Any]
+) -> None:
+    player, decision = await refused_bet(api, uows)
+    browser = await sign_in("officer")
+    for query in (
+        "reason=self_excluded",
+        f"reason=self_excluded&player={player}",
+        "rule=deny-bet-place-self-excluded",
+        f"outcome=deny&player={player}",
+        "action=bet.place&outcome=deny&version=2026-11-v3",
+    ):
+        found = await browser.get(f"/console/decisions?{query}")
+        assert found.status_code == 200, found.text
+        assert f"/console/decisions/{decision}" in found.text, query
+    funding = section(
+        await browser.get(f"/console/decisions?player={player}&outcome=allow"), "<h2>Found</h2>"
+    )
+    assert f"/console/decisions/{decision}" not in funding
+    assert "<code>adjustment.credit</code>" in funding  # the factory's credit, allowed
+    elsewhere = await browser.get("/console/decisions?reason=self_excluded&version=2026-11-v1")
+    assert f"/console/decisions/{decision}" not in elsewhere.text
+
+    record = await browser.get(f"/console/decisions/{decision}")
+    assert record.status_code == 200
+    assert "refused" in record.text
+    assert "Your account is self-excluded" in record.text  # the reason in words
+    assert "deny-bet-place-self-excluded" in record.text
+    assert "r.sub.self_excluded == True" in record.text  # the rule's condition
+    hash_of_v3 = ruleset.content_hash(ruleset.RULESETS / "2026-11-v3")
+    assert hash_of_v3 in record.text
+    assert f'href="/console/players/{player}"' in record.text
+
+
+async def test_replay_gives_the_same_answer_and_what_if_shows_where_another_version_differs(
+    api: Api, uows: UnitOfWorkFactory, sign_in: Callable[..., Any]
+) -> None:
+    _, decision = await refused_bet(api, uows)
+    browser = await sign_in("auditor")
+    assert (await browser.get("/console")).status_code == 200  # a console decision too
+    replayed = await browser.get(f"/console/decisions/{decision}/replay")
+    assert replayed.status_code == 200
+    assert "Same outcome: refused (self_excluded)." in replayed.text
+    # v1 took a player with no date of birth on file for a minor (v2 fixed that)
+    v1 = await browser.get(f"/console/decisions/{decision}/what-if?version=2026-11-v1")
+    assert v1.status_code == 200
+    assert "Different outcome: stored refused (self_excluded), under 2026-11-v1 refused" in (
+        " ".join(v1.text.split())
+    )
+    assert "You must be 18 or older" in v1.text
+    # a money ruleset has no rule for a console action
+    console = await _console_decision(uows)
+    cannot = await browser.get(f"/console/decisions/{console}/what-if?version=2026-11-v3")
+    assert cannot.status_code == 200
+    assert "2026-11-v3 cannot decide on what was recorded" in cannot.text
+    assert "has no rule for &#39;console.home.view&#39;" in cannot.text
+
+    # a stake by a player with no date of birth on file, recorded with the facts of both
+    v3 = registry.engine_for("2026-11-v3", ruleset.content_hash(ruleset.RULESETS / "2026-11-v3"))
+    facts: dict[str, Any] = factories.policy_facts(age_years=-1) | {
+        "due_diligence_total_eur_minor": 0,
+        "due_diligence_threshold_eur_minor": 200_000,
+        "due_diligence_amount_eur_minor": 100,
+    }
+    async with uows() as uow:
+        allowed = decisions.evaluate(
+            v3, action="bet.place", facts=facts, player_id=None, at=uow.now
+        )
+        await decisions.store(uow, allowed, CTX)
+        await uow.commit()
+    assert allowed.decision.allowed
+    tried = await browser.get(f"/console/decisions/{allowed.id}/what-if?version=2026-11-v1")
+    assert "Different outcome: stored allowed (ok), under 2026-11-v1 refused (underage)." in (
+        " ".join(tried.text.split())
+    )
+    same = await browser.get(f"/console/decisions/{allowed.id}/what-if?version=2026-11-v2")
+    assert "Same outcome: allowed (ok)." in same.text
+
+    for path, status in (
+        (f"/console/decisions/{allowed.id}/what-if?version=2027-01-v9", 404),
+        (f"/console/decisions/{allowed.id}/what-if?version=../2026-11-v1", 404),
+        ("/console/decisions/not-a-decision", 404),
+        (f"/console/decisions/{uuid.uuid4()}/replay", 404),
+    ):
+        answer = await browser.get(path)
+        assert answer.status_code == status, path
+        assert "Back to the console" in answer.text
+
+
+async def _console_decision(uows: UnitOfWorkFactory) -> uuid.UUID:
+    async with uows() as uow:
+        found = await sql.scalar(
+            uow,
+            "SELECT id FROM policy_decisions WHERE action = 'console.home.view'"
+            " ORDER BY decided_at DESC, id DESC LIMIT 1",
+            {},
+        )
+    assert isinstance(found, uuid.UUID)
+    return found
+
+
+async def test_pages_of_a_search_follow_each_other_without_gaps_or_repeats(
+    api: Api, uows: UnitOfWorkFactory, sign_in: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(decision_search, "PAGE", 2)
+    player = await factories.committed_player(uows, cash="100.00")
+    for _ in range(4):  # stakes of one instant: the id orders them
+        bet = await api.provider.post("/v1/wallet/bet", factories.bet_body(player, "1.00"))
+        assert bet.status_code == 200
+    async with uows() as uow:
+        ids = [
+            str(row["id"])
+            for row in await sql.all_rows(
+                uow,
+                "SELECT id FROM policy_decisions WHERE player_id = %(p)s"
+                " ORDER BY decided_at DESC, id DESC",
+                {"p": player},
+            )
+        ]
+    assert len(ids) == 5  # four stakes and the factory's credit
+    browser = await sign_in("regulator")
+    seen: list[str] = []
+    link: str | None = f"/console/decisions?player={player}"
+    while link:
+        page = await browser.get(link.replace("&amp;", "&"))
+        assert page.status_code == 200, page.text
+        seen += re.findall(r'href="/console/decisions/([0-9a-f-]{36})"', page.text)
+        older = re.search(r'<a href="([^"]+)" rel="next">Older decisions</a>', page.text)
+        link = older.group(1) if older else None
+    assert seen == ids
+
+
+async def test_a_search_that_cannot_be_made_is_a_422_that_says_why(
+    sign_in: Callable[..., Any],
+) -> None:
+    browser = await sign_in("officer")
+    for query, says in (
+        ("player=not-a-player", "A player id is a UUID"),
+        ("version=2027-01-v9", "No ruleset version &#39;2027-01-v9&#39;."),
+        ("rule=no-such-rule", "No ruleset on file has a rule"),
+        ("from=2026-12-02T10:00&to=2026-12-01T10:00", "The start of the window is after its end."),
+        ("from=2026-10-01T00:00&to=2026-12-01T00:00", "A search covers at most 31 days"),
+        ("from=yesterday", "The start is a date and time"),
+        ("before=garbage", "That page link is damaged"),
+    ):
+        answer = await browser.get(f"/console/decisions?{query}")
+        assert answer.status_code == 422, query
+        assert says in answer.text, (query, answer.text)
+
+
+async def test_every_search_walks_an_index(owner_engine: AsyncEngine) -> None:
+    """Each kind of search is served by the index meant for it: with the time index gone and
+    sequential scans off, the planner has that index or a full scan to choose from."""
+    known = ruleset_view.vocabulary()
+    window = decision_search.parse(decision_search.Form(), now=datetime.now(UTC), known=known)
+    shapes = {
+        "ix_policy_decisions_player_id_decided_at": {"player_id": uuid.uuid4()},
+        "ix_policy_decisions_action_decided_at": {"action": "withdrawal.pay_out"},
+        "ix_policy_decisions_refused_decided_at": {"reason_code": "self_excluded"},
+    }
+    shapes_too = [
+        ("ix_policy_decisions_action_decided_at", {"rule_id": "allow-withdrawal-pay-out"}),
+        ("ix_policy_decisions_refused_decided_at", {"effect": "deny"}),
+        ("ix_policy_decisions_refused_decided_at", {"rule_id": "deny-bet-place-self-excluded"}),
+    ]
+    cursor = (window.until, uuid.uuid4())
+    async with owner_engine.connect() as conn:
+        transaction = await conn.begin()
+        try:
+            await conn.exec_driver_sql("DROP INDEX ix_policy_decisions_decided_at")
+            await conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+            for index, filters in [*shapes.items(), *shapes_too]:
+                for before in (None, cursor):
+                    search = dataclasses.replace(window, before=before, **filters)
+                    query, params = decision_search.statement(search, known)
+                    plan = await _plan(conn, query, params)
+                    assert index in plan, (filters, plan)
+                    assert "Seq Scan" not in plan, (filters, plan)
+        finally:
+            await transaction.rollback()
+
+
+async def _plan(conn: Any, query: str, params: dict[str, Any]) -> str:
+    rows = (await conn.exec_driver_sql("EXPLAIN " + query, params)).all()
+    return "\n".join(row[0] for row in rows)
