@@ -8,7 +8,10 @@ from app.console import web
 from policies import ruleset
 from policies.engine import Engine, UnknownAction
 
-LINKS = (("/console/decisions", "Decisions", "console.decisions.view"),)
+LINKS = (
+    ("/console/decisions", "Decisions", "console.decisions.view"),
+    ("/console/rulesets", "Rulesets", "console.rulesets.view"),
+)
 
 
 @functools.cache

@@ -1,5 +1,6 @@
-"""The console's decisions pages as an officer meets them: find a refusal, read why, replay it
-and try it under another version. Each page is a console action the console ruleset decides."""
+"""The console's decisions and rulesets pages as an officer meets them: find a refusal, read
+why, replay it and try it under another version; see which ruleset decides where and what
+changed between two. Each page is a console action the console ruleset decides."""
 
 import dataclasses
 import re
@@ -81,6 +82,8 @@ def section(page: httpx.Response | str, start: str, end: str = "</section>") -> 
             "/console/decisions/{decision}/what-if?version=2026-11-v1",
             "console.decision.replay",
         ),
+        ("administrator", "/console/rulesets", "console.rulesets.view"),
+        ("dpo", "/console/rulesets/compare?from=2026-11-v1&to=2026-11-v3", "console.rulesets.view"),
     ],
 )
 async def test_a_role_without_the_action_is_refused_and_the_refusal_recorded(
@@ -294,3 +297,44 @@ async def test_every_search_walks_an_index(owner_engine: AsyncEngine) -> None:
 async def _plan(conn: Any, query: str, params: dict[str, Any]) -> str:
     rows = (await conn.exec_driver_sql("EXPLAIN " + query, params)).all()
     return "\n".join(row[0] for row in rows)
+
+
+async def test_which_ruleset_decides_where_and_what_changed_between_two(
+    sign_in: Callable[..., Any],
+) -> None:
+    browser = await sign_in("senior_officer")
+    listed = await browser.get("/console/rulesets")
+    assert listed.status_code == 200
+    active = section(listed, "<h2>Active where</h2>")
+    assert "2026-11-v3" in active
+    assert "console-2026-12-v1" in active
+    assert "match the activation's hash" in active
+    assert "changed since activation" not in active
+    for version in ruleset.available():
+        assert f'href="/console/rulesets/{version}"' in listed.text
+
+    changed = await browser.get("/console/rulesets/compare?from=2026-11-v1&to=2026-11-v3")
+    assert changed.status_code == 200
+    rules = section(changed, "<h2>Rules</h2>")
+    added = section(changed, "Only in 2026-11-v3 (added)", "</table>")
+    assert "deny-withdrawal-destination-denied" in added
+    assert "allow-withdrawal-pay-out" in added
+    assert "deny-withdrawal-destination-denied" not in rules.split("(added)")[0]
+    underage = section(changed, "<code>deny-bet-place-underage</code>", "</tr>")
+    assert "r.sub.age_years &lt; 18" in underage
+    facts = section(changed, "<h2>Facts</h2>")
+    assert "due_diligence_reached" in section(facts, "(removed)", "</table>")
+    assert "destination_denied" in section(facts, "(added)", "</table>")
+
+    alike = await browser.get("/console/rulesets/compare?from=2026-11-v3&to=2026-11-v3")
+    assert "The two versions decide alike" in alike.text
+    one = await browser.get("/console/rulesets/2026-11-v3")
+    assert "deny-withdrawal-destination-denied" in one.text
+    for path in (
+        "/console/rulesets/compare?from=2026-11-v1&to=2027-01-v9",
+        "/console/rulesets/2027-01-v9",
+        "/console/rulesets/compare?from=..&to=2026-11-v3",
+    ):
+        missing = await browser.get(path)
+        assert missing.status_code == 404, path
+        assert "No ruleset version" in missing.text
