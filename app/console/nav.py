@@ -11,6 +11,8 @@ from policies.engine import Engine, UnknownAction
 LINKS = (
     ("/console/decisions", "Decisions", "console.decisions.view"),
     ("/console/rulesets", "Rulesets", "console.rulesets.view"),
+    ("/console/audit", "Audit log", "console.audit.view"),
+    ("/console/activity", "Activity", "console.activity.view"),
 )
 
 

@@ -7,7 +7,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
-from app.console import decisions_pages, pages, rulesets_pages, signin, web
+from app.console import audit_pages, decisions_pages, pages, rulesets_pages, signin, web
 from core import journal
 from core.journal import EventContext
 
@@ -38,4 +38,5 @@ def install(app: FastAPI) -> None:
     app.include_router(pages.router)
     app.include_router(decisions_pages.router)
     app.include_router(rulesets_pages.router)
+    app.include_router(audit_pages.router)
     app.mount("/console/static", StaticFiles(directory=web.HERE / "static"), name="console-static")

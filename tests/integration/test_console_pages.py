@@ -1,24 +1,34 @@
-"""The console's decisions and rulesets pages as an officer meets them: find a refusal, read
-why, replay it and try it under another version; see which ruleset decides where and what
-changed between two. Each page is a console action the console ruleset decides."""
+"""The console's decisions, rulesets and audit pages as an officer meets them: find a refusal,
+read why, replay it and try it under another version; see which ruleset decides where and what
+changed between two; check that an entry is in the signed log, download the export, and see who
+did what in the console. Each page is a console action the console ruleset decides."""
 
+import ast
 import dataclasses
+import io
 import re
+import tarfile
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.console import decision_search, ruleset_view
+from app.console import audit_view, decision_search, ruleset_view
+from audit import verify
+from audit.note import Checkpoint, Signer, sign_checkpoint
 from core import sql
+from core.settings import Settings
 from core.uow import UnitOfWorkFactory
 from policies import decisions, registry, ruleset
 from tests import console_support, factories
-from tests.conftest import CTX, Api, Clock
+from tests.audit_support import ORIGIN, SIGNER, catch_up
+from tests.conftest import CTX, ROOT, Api, Clock
 from tests.console_support import Browser
 
 REFUSED = "Your role does not allow this."
@@ -28,6 +38,12 @@ class OfficerBrowser(Browser):
     """A browser and the officer signed in with it."""
 
     officer: console_support.Officer
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The app signs and checks checkpoints with the audit tests' key and origin."""
+    return dataclasses.replace(settings, audit_signing_keys=SIGNER.to_string(), audit_origin=ORIGIN)
 
 
 @pytest.fixture
@@ -84,6 +100,9 @@ def section(page: httpx.Response | str, start: str, end: str = "</section>") -> 
         ),
         ("administrator", "/console/rulesets", "console.rulesets.view"),
         ("dpo", "/console/rulesets/compare?from=2026-11-v1&to=2026-11-v3", "console.rulesets.view"),
+        ("administrator", "/console/audit?index=0", "console.audit.view"),
+        ("officer", "/console/audit/export.tar.gz", "console.audit.export"),
+        ("officer", "/console/activity", "console.activity.view"),
     ],
 )
 async def test_a_role_without_the_action_is_refused_and_the_refusal_recorded(
@@ -110,6 +129,23 @@ async def test_a_role_without_the_action_is_refused_and_the_refusal_recorded(
     assert (recorded["effect"], recorded["reason_code"]) == ("deny", "role_not_allowed")
     assert recorded["facts"]["role"] == role
     assert recorded["version"] == "console-2026-12-v1"
+
+
+async def test_the_menu_offers_the_pages_a_role_may_open(sign_in: Callable[..., Any]) -> None:
+    def menu(page: httpx.Response) -> list[str]:
+        nav = section(page, '<nav aria-label="Main">', "</nav>")
+        return re.findall(r">([A-Z][a-z ]+)</a>", nav)
+
+    officer = await sign_in("officer")
+    assert menu(await officer.get("/console")) == [
+        "Home",
+        "My sessions",
+        "Decisions",
+        "Rulesets",
+        "Audit log",
+    ]
+    administrator = await sign_in("administrator")
+    assert menu(await administrator.get("/console")) == ["Home", "My sessions", "Activity"]
 
 
 async def test_a_refusal_is_found_by_reason_rule_and_outcome_and_its_record_says_why(
@@ -290,6 +326,13 @@ async def test_every_search_walks_an_index(owner_engine: AsyncEngine) -> None:
                     plan = await _plan(conn, query, params)
                     assert index in plan, (filters, plan)
                     assert "Seq Scan" not in plan, (filters, plan)
+            activity = await _plan(
+                conn,
+                audit_view._NEWEST_OF_EACH,
+                {"events": list(audit_view.CONSOLE_EVENTS), "before": 10**12, "n": 51},
+            )
+            assert "ix_journal_events_event_id" in activity, activity
+            assert "Seq Scan on journal_events" not in activity, activity
         finally:
             await transaction.rollback()
 
@@ -338,3 +381,150 @@ async def test_which_ruleset_decides_where_and_what_changed_between_two(
         missing = await browser.get(path)
         assert missing.status_code == 404, path
         assert "No ruleset version" in missing.text
+
+
+async def test_an_entry_is_proven_into_the_signed_checkpoint_and_an_index_beyond_it_refused(
+    uows: UnitOfWorkFactory, sign_in: Callable[..., Any]
+) -> None:
+    published = (await catch_up(uows, force=True)).published
+    assert published is not None
+    size = published.checkpoint.size
+    browser = await sign_in("auditor")
+    shown = await browser.get("/console/audit")
+    assert shown.status_code == 200
+    assert f"{size} entries" in shown.text
+    assert "verified</span> with test.pitwarden.example/audit" in shown.text
+
+    checked = await browser.get(f"/console/audit?index={size - 1}")
+    assert checked.status_code == 200
+    assert f"Verified: entry {size - 1} is in the tree of {size} entries" in checked.text
+    for index, says in (
+        (str(size), f"numbered 0 to {size - 1}"),
+        ("-1", "a whole number from 0"),
+        ("one", "a whole number from 0"),
+        ("9" * 30, "a whole number from 0"),
+    ):
+        refused = await browser.get(f"/console/audit?index={index}")
+        assert refused.status_code == 422, index
+        assert says in refused.text
+
+    # a checkpoint signed by the log's key over a root the entries do not lead to
+    forged = Checkpoint(ORIGIN, size, b"\x07" * 32, time=published.checkpoint.time)
+    async with uows() as uow:
+        await sql.run(
+            uow,
+            "INSERT INTO audit_checkpoints (tree_size, root_hash, published_at, note)"
+            " VALUES (%(size)s, %(root)s, %(at)s, %(note)s)",
+            {
+                "size": size,
+                "root": forged.root,
+                "at": published.checkpoint.time,
+                "note": sign_checkpoint(forged, [SIGNER]),
+            },
+        )
+        await uow.commit()
+    disproved = await browser.get("/console/audit?index=0")
+    assert "Not verified: inclusion proof does not lead to the root" in disproved.text
+
+    # one signed by a key the log does not hold
+    stranger = Signer.generate(ORIGIN)
+    async with uows() as uow:
+        await sql.run(
+            uow,
+            "INSERT INTO audit_checkpoints (tree_size, root_hash, published_at, note)"
+            " VALUES (%(size)s, %(root)s, %(at)s, %(note)s)",
+            {
+                "size": size,
+                "root": published.checkpoint.root,
+                "at": published.checkpoint.time,
+                "note": sign_checkpoint(published.checkpoint, [stranger]),
+            },
+        )
+        await uow.commit()
+    unsigned = await browser.get("/console/audit?index=0")
+    assert unsigned.status_code == 409
+    assert "does not verify: no trusted key signed the note" in unsigned.text
+
+
+async def test_the_export_downloads_and_verifies_offline(
+    uows: UnitOfWorkFactory, sign_in: Callable[..., Any], tmp_path: Path
+) -> None:
+    size = (await catch_up(uows, force=True)).published.checkpoint.size  # type: ignore[union-attr]
+    browser = await sign_in("regulator")
+    assert "Download the export" in (await browser.get("/console/audit")).text
+    before = _exports_in_progress()
+    download = await browser.get("/console/audit/export.tar.gz")
+    assert _exports_in_progress() == before  # its working folder is gone
+    assert download.status_code == 200
+    assert download.headers["content-type"] == "application/gzip"
+    name = f"pitwarden-audit-{size}"
+    assert f'filename="{name}.tar.gz"' in download.headers["content-disposition"]
+    with tarfile.open(fileobj=io.BytesIO(download.content), mode="r:gz") as archive:
+        archive.extractall(tmp_path, filter="data")
+    entries = (tmp_path / name / "entries.jsonl").read_bytes().splitlines()
+    assert len(entries) == size
+    report = verify.verify_export(tmp_path / name, [SIGNER.verifier()])
+    assert report.ok, report.message
+    assert report.size == size
+
+
+def _exports_in_progress() -> set[Path]:
+    return set(Path(tempfile.gettempdir()).glob("pitwarden-export-*"))
+
+
+async def test_the_activity_page_shows_who_did_what_in_the_console(
+    uows: UnitOfWorkFactory, sign_in: Callable[..., Any]
+) -> None:
+    officer = await sign_in("officer")
+    await officer.get("/console/decisions")
+    refused = await officer.http.post("/console/sign-out", data={"csrf": "forged"})
+    assert refused.status_code == 403
+    auditor = await sign_in("auditor")
+    page = await auditor.get("/console/activity")
+    assert page.status_code == 200
+    rows = section(page, "<tbody>", "</tbody>").split("<tr>")[1:]
+    sign_in_row = next(r for r in rows if officer.officer.username in r and "signed in" in r)
+    assert "signed in (totp)" in sign_in_row
+    async with uows() as uow:
+        session = await sql.scalar(
+            uow,
+            "SELECT envelope->>'session_id' FROM journal_events WHERE event = 'console.signed_in'"
+            " AND envelope->>'actor' = %(a)s",
+            {"a": f"officer:{await _officer_id(uows, officer.officer.username)}"},
+        )
+    assert session in sign_in_row
+    viewed = next(
+        r for r in rows if "console.decisions.view" in r and officer.officer.username in r
+    )
+    assert "allowed" in viewed
+    assert re.search(r'href="/console/decisions/[0-9a-f-]{36}"', viewed)
+    assert any("form refused without this session&#39;s token" in r for r in rows)
+    assert "127.0.0.1" not in page.text  # addresses are not shown
+    assert rows.index(sign_in_row) > rows.index(viewed)  # newest first
+    damaged = await auditor.get("/console/activity?before=yesterday")
+    assert damaged.status_code == 422
+
+
+async def _officer_id(uows: UnitOfWorkFactory, username: str) -> uuid.UUID:
+    async with uows() as uow:
+        found = await sql.scalar(
+            uow, "SELECT id FROM officers WHERE username = %(u)s", {"u": username}
+        )
+    assert isinstance(found, uuid.UUID)
+    return found
+
+
+def test_the_activity_page_reads_every_event_the_console_journals() -> None:
+    journaled = set()
+    for path in (ROOT / "app" / "console").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "record"
+                and len(node.args) >= 2  # journal.record(uow, event, ...)
+                and isinstance(node.args[1], ast.Constant)
+            ):
+                journaled.add(node.args[1].value)
+    assert journaled
+    assert journaled <= set(audit_view.CONSOLE_EVENTS)
