@@ -43,6 +43,14 @@ class PolicyDecision(Base):
             name="amount",
         ),
         sa.Index("ix_policy_decisions_player_id_decided_at", "player_id", "decided_at"),
+        # The console's search (migration 0013): by action, and the refusals alone.
+        sa.Index("ix_policy_decisions_action_decided_at", "action", "decided_at", "id"),
+        sa.Index(
+            "ix_policy_decisions_refused_decided_at",
+            "decided_at",
+            "id",
+            postgresql_where=sa.text("effect = 'deny'"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True)

@@ -8,11 +8,14 @@ from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
 from app.console import (
+    audit_pages,
+    decisions_pages,
     pages,
     passkeys,
     payments_pages,
     personal,
     protections,
+    rulesets_pages,
     signin,
     sso,
     web,
@@ -50,4 +53,7 @@ def install(app: FastAPI) -> None:
     app.include_router(protections.router)
     app.include_router(payments_pages.router)
     app.include_router(passkeys.router)
+    app.include_router(decisions_pages.router)
+    app.include_router(rulesets_pages.router)
+    app.include_router(audit_pages.router)
     app.mount("/console/static", StaticFiles(directory=web.HERE / "static"), name="console-static")

@@ -33,6 +33,13 @@ PAGES = (
     "/console/approvals",
     "/console/kill-switches",
     "/console/payments",
+    "/console/decisions",
+    "/console/decisions?player={player}",
+    "/console/decisions?outcome=deny",
+    "/console/rulesets",
+    "/console/audit",
+    "/console/activity",
+    "/console/security",
 )
 
 
