@@ -58,6 +58,12 @@ class Clock:
     def advance(self, **kwargs: float) -> None:
         self.now = self() + timedelta(**kwargs)
 
+    def freeze(self) -> datetime:
+        """Stop at the present (whole seconds): what the test then commits is never dated
+        after what later tests see as now, however far this test moves its own clock after."""
+        self.now = datetime.now(UTC).replace(microsecond=0)
+        return self.now
+
 
 @pytest.fixture(scope="session")
 def db_urls() -> Iterator[DatabaseUrls]:

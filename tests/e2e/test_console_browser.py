@@ -13,7 +13,6 @@ import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -32,7 +31,6 @@ from tests.conftest import CTX, Clock
 from tests.serving import free_socket, serving, url_of
 
 PLAYER = "00000000-0000-4000-8000-000000000001"  # the demo's first player
-BASE = datetime(2031, 3, 4, 9, 0, tzinfo=UTC)  # a clock the test sets, never the calendar's
 
 
 @pytest.fixture(scope="module")
@@ -279,7 +277,7 @@ async def local(
     settings: Settings,
 ) -> AsyncIterator[Local]:
     """For what a real server's clock cannot show in a test's time: an expiry, a step-up."""
-    clock.now = BASE
+    clock.freeze()
     app = create_app(
         settings=replace(settings, payments_config=None, audit_in_server=False),
         uow_factory=committed_uows,

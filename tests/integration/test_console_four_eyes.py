@@ -19,12 +19,10 @@ from tests.conftest import Api, Clock
 from tests.console_support import Browser
 from tests.payments_support import journal, use_fake_providers
 
-BASE = datetime(2031, 5, 6, 10, 0, tzinfo=UTC)
-
 
 @pytest.fixture
 async def two(api: Api, clock: Clock) -> AsyncIterator[tuple[Browser, Browser]]:
-    clock.now = BASE
+    clock.freeze()
     first, second = Browser(api.app, clock), Browser(api.app, clock)
     yield first, second
     await first.aclose()
