@@ -84,7 +84,12 @@ async def test_no_request_gets_a_server_error(api: Api, uows: UnitOfWorkFactory)
     token = (await api.operator.post(f"/v1/admin/players/{player_id}/session", {})).json()["token"]
     document = api.app.openapi()
     schema = schemathesis.openapi.from_dict(document)
-    operations = [result.ok() for result in schema.get_all_operations()]
+    # The probes take no input; /readyz may rightly answer 503 while no integrator runs here.
+    operations = [
+        operation
+        for operation in (result.ok() for result in schema.get_all_operations())
+        if operation.path not in {"/healthz", "/readyz"}
+    ]
     assert len(operations) >= 9
 
     async def send(method: str, target: str, raw: bytes, headers: dict[str, str]) -> httpx.Response:
