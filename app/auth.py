@@ -25,6 +25,12 @@ class Principal:
     nonce: str
     trace_id: str
 
+    @property
+    def actor(self) -> str:
+        """The client's service identity, recorded wherever the API records who acted: a
+        machine acting for no person (decision 0021). People act through the console."""
+        return f"client:{self.client.client_id}"
+
     def context(
         self,
         *,
@@ -34,7 +40,7 @@ class Principal:
         contract_ver: str | None = None,
     ) -> EventContext:
         return EventContext(
-            actor=self.client.client_id,
+            actor=self.actor,
             trace_id=self.trace_id,
             session_id=session_id,
             geo=geo,

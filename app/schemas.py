@@ -183,7 +183,6 @@ class Adjustment(Strict):
         currency="EUR",
         direction="credit",
         source="bonus",
-        operator="alice",
         reason="welcome bonus",
     )
     player_id: uuid.UUID
@@ -191,7 +190,6 @@ class Adjustment(Strict):
     currency: Currency
     direction: Literal["credit", "debit"]
     source: Literal["cash", "bonus"] = "cash"
-    operator: Label = Field(description="The person who decided the adjustment")
     reason: Label
 
 
@@ -200,8 +198,7 @@ class AdjustmentDone(WalletView):
 
 
 class Reversal(Strict):
-    model_config = _example(operator="alice", reason="credited to the wrong player")
-    operator: Label = Field(description="The person who decided the correction")
+    model_config = _example(reason="credited to the wrong player")
     reason: Label
 
 
@@ -334,18 +331,18 @@ class PlayerRegistered(BaseModel):
     possible_duplicates: list[PossibleDuplicate]
 
 
-class Actor(Strict):
-    model_config = _example(actor="dpo-1", actor_role="data_protection_officer")
-    actor: Tag = Field(description="The officer acting", examples=["officer-17"])
-    actor_role: Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,40}$")] = Field(
-        examples=["compliance_officer"]
-    )
+class ExportRequest(Strict):
+    """An empty object: the client is the actor, under the vault's machine role (decision
+    0021); a body naming a person or a role is refused."""
+
+    model_config = _example()
 
 
-class RevealRequest(Actor):
-    model_config = _example(
-        actor="officer-17", actor_role="compliance_officer", field="iban", purpose="aml_case"
-    )
+class RevealRequest(Strict):
+    """The client reveals under the vault's machine role `service` (decision 0021); an
+    officer's reveal goes through the console."""
+
+    model_config = _example(field="iban", purpose="payout")
     field: Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,40}$")] = Field(examples=["iban"])
     purpose: Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,40}$")] = Field(
         examples=["aml_case"]
@@ -360,8 +357,7 @@ class Revealed(BaseModel):
 
 
 class ErasureRequest(Strict):
-    model_config = _example(actor="dpo-1", reason="the player's erasure request of 2026-11-20")
-    actor: Tag
+    model_config = _example(reason="the player's erasure request of 2026-11-20")
     reason: Label
 
 
@@ -389,15 +385,12 @@ class DocumentStored(BaseModel):
 
 
 class KillSwitchChange(Strict):
-    model_config = _example(
-        zone="withdrawal", off=True, reason="payment provider incident", actor="cco-1"
-    )
+    model_config = _example(zone="withdrawal", off=True, reason="payment provider incident")
     zone: Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,40}$")] = Field(
         examples=["withdrawal"]
     )
     off: StrictBool = Field(description="true stops the zone, false starts it again")
     reason: Label
-    actor: Tag = Field(examples=["cco-1"])
 
 
 class KillSwitchState(BaseModel):
@@ -417,13 +410,12 @@ class KillSwitches(BaseModel):
 
 
 class LimitRequest(Strict):
-    model_config = _example(kind="deposit", period="7d", amount="200.00", actor="officer-7")
+    model_config = _example(kind="deposit", period="7d", amount="200.00")
     kind: Literal["deposit", "loss", "wager"]
     period: Literal["24h", "7d", "30d"]
     amount: Amount | None = Field(
         description="In the wallet's currency; null removes the limit (after cooling-off)"
     )
-    actor: Tag = Field(examples=["player", "officer-7"])
 
 
 class LimitChanged(BaseModel):
@@ -436,15 +428,12 @@ class LimitChanged(BaseModel):
 
 
 class ExclusionRequest(Strict):
-    model_config = _example(
-        kind="time_out", until="2026-12-24T00:00:00Z", actor="officer-7", reason="asked by phone"
-    )
+    model_config = _example(kind="time_out", until="2026-12-24T00:00:00Z", reason="asked by phone")
     kind: Literal["time_out", "self_exclusion"]
     until: str | None = Field(
         description="RFC 3339 end; null only for an indefinite self-exclusion",
         examples=["2027-06-01T00:00:00Z"],
     )
-    actor: Tag
     reason: Label
 
 
@@ -526,32 +515,26 @@ class PlayerDecisions(BaseModel):
 
 
 class KycLevelRequest(Strict):
-    model_config = _example(
-        level="verified", actor="officer-7", reason="passport and proof of address checked"
-    )
+    model_config = _example(level="verified", reason="passport and proof of address checked")
     level: Literal["unverified", "basic", "verified"] = Field(
         description="verified: identity and age proven; only it lets money move past the "
         "due-diligence threshold and out through withdrawals"
     )
-    actor: Tag = Field(examples=["officer-7"])
     reason: Label = Field(examples=["passport and proof of address checked"])
 
 
 class AmlHoldRequest(Strict):
-    model_config = _example(on_hold=True, actor="mlro-1", reason="source of funds requested")
+    model_config = _example(on_hold=True, reason="source of funds requested")
     on_hold: bool = Field(description="true puts withdrawals on hold; false lifts the hold")
-    actor: Tag = Field(examples=["mlro-1"])
     reason: Label = Field(examples=["source of funds requested"])
 
 
 class LinkRequest(Strict):
     model_config = _example(
         linked_player_id="00000000-0000-4000-8000-000000000002",
-        actor="officer-7",
         reason="same household, confirmed by documents",
     )
     linked_player_id: uuid.UUID
-    actor: Tag = Field(examples=["officer-7"])
     reason: Label = Field(examples=["same household, confirmed by documents"])
 
 
@@ -608,9 +591,8 @@ class WithdrawalRequest(Telemetry):
 
 
 class ReviewRequest(Strict):
-    model_config = _example(approve=True, officer="mlro-1", reason="source of funds documented")
+    model_config = _example(approve=True, reason="source of funds documented")
     approve: StrictBool
-    officer: Label = Field(description="The compliance officer deciding")
     reason: Label
 
 

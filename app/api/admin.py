@@ -85,7 +85,7 @@ async def adjust(
             amount=parse_amount(body.amount, body.currency),
             source=body.source,
             direction=body.direction,
-            operator=body.operator,
+            operator=principal.actor,
             reason=body.reason,
             ctx=principal.context(),
             guard=gate,
@@ -124,7 +124,7 @@ async def reverse_adjustment(
         done = await wallets.reverse_adjustment(
             uow,
             transaction_id=ledger_transaction_id,
-            operator=body.operator,
+            operator=principal.actor,
             reason=body.reason,
             ctx=principal.context(),
             guard=gate,
@@ -257,7 +257,7 @@ async def switch_zone(
             zone=body.zone,
             off=body.off,
             reason=body.reason,
-            actor=body.actor,
+            actor=principal.actor,
             ctx=principal.context(),
         )
         return schemas.KillSwitchState(**vars(done))

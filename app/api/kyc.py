@@ -1,6 +1,7 @@
 """KYC levels, AML holds and linked accounts, for compliance officers: the standing the gate
-reads for every decision (compliance.kyc). Every change is journaled with its officer and
-reason, and takes effect with the next request."""
+reads for every decision (compliance.kyc). Every change is journaled with its reason and the
+client's service identity as the actor (decision 0021; officers act through the console), and
+takes effect with the next request."""
 
 import uuid
 
@@ -63,7 +64,7 @@ async def set_kyc_level(
             uow,
             player_id=player_id,
             level=body.level,
-            actor=body.actor,
+            actor=principal.actor,
             reason=body.reason,
             ctx=principal.context(),
         )
@@ -93,7 +94,7 @@ async def set_aml_hold(
             uow,
             player_id=player_id,
             on_hold=body.on_hold,
-            actor=body.actor,
+            actor=principal.actor,
             reason=body.reason,
             ctx=principal.context(),
         )
@@ -126,7 +127,7 @@ async def link(
             linked_player_id=body.linked_player_id,
             basis="officer",
             ctx=principal.context(),
-            reason=f"{body.actor}: {body.reason}",
+            reason=body.reason,
         )
         return await _standing(uow, player_id)
 

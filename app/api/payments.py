@@ -197,8 +197,9 @@ async def review(
     key: IdempotencyKey,
     cashier: Cashiered,
 ) -> Response:
-    """An officer approves a withdrawal waiting for review (it is sent) or rejects it (the
-    held amount returns to the player's cash)."""
+    """Approve a withdrawal waiting for review (it is sent) or reject it (the held amount
+    returns to the player's cash). The client is recorded as the reviewer; an officer's review
+    goes through the console (decision 0021)."""
     ctx = principal.context()
 
     async def act() -> schemas.PaymentView:
@@ -206,7 +207,7 @@ async def review(
             uow,
             payment_id,
             approve=body.approve,
-            officer=body.officer,
+            officer=principal.actor,
             reason=body.reason,
             ctx=ctx,
         )

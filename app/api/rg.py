@@ -136,7 +136,7 @@ async def set_limit(
             kind=body.kind,
             period=body.period,
             amount=body.amount,
-            actor=body.actor,
+            actor=principal.actor,
             ctx=principal.context(),
         )
 
@@ -166,7 +166,7 @@ async def exclude(
             player_id=player_id,
             kind=body.kind,
             until=body.until,
-            actor=body.actor,
+            actor=principal.actor,
             reason=body.reason,
             ctx=principal.context(),
         )

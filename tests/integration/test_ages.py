@@ -124,7 +124,7 @@ async def test_an_erasure_through_the_api_is_forgotten_by_the_gate_at_once(
     assert await ages.age_years(player, ON) == 36
 
     erased = await api.operator.post(
-        f"/v1/vault/players/{player}/erasure", {"actor": "dpo-1", "reason": "player request"}
+        f"/v1/vault/players/{player}/erasure", {"reason": "player request"}
     )
     assert erased.status_code == 200, erased.text
     assert await ages.age_years(player, ON) is None

@@ -172,7 +172,6 @@ async def test_roles_keep_to_their_own_api(api: Api, player: uuid.UUID) -> None:
         "amount": "5.00",
         "currency": "EUR",
         "direction": "credit",
-        "operator": "mallory",
         "reason": "free money",
     }
     as_provider = await api.provider.post("/v1/admin/adjustments", adjustment)

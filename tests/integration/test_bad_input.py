@@ -232,7 +232,6 @@ async def test_bad_adjustments_are_refused(
         "amount": "5.00",
         "currency": "EUR",
         "direction": "credit",
-        "operator": "alice",
         "reason": "goodwill",
     } | change
     response = await api.operator.post("/v1/admin/adjustments", body)
@@ -279,25 +278,21 @@ async def test_an_unknown_account_is_a_404(api: Api) -> None:
 
 @pytest.mark.parametrize("txn", ["0", "-1", "9223372036854775808", "21008108753636990976", "x"])
 async def test_a_reversal_of_an_impossible_transaction_id_is_a_422(api: Api, txn: str) -> None:
-    response = await api.operator.post(
-        f"/v1/admin/adjustments/{txn}/reversal", {"operator": "alice", "reason": "oops"}
-    )
+    response = await api.operator.post(f"/v1/admin/adjustments/{txn}/reversal", {"reason": "oops"})
     assert (response.status_code, response.json()["error"]["code"]) == (422, "invalid_request")
 
 
-@pytest.mark.parametrize("field", ["operator", "reason"])
 @pytest.mark.parametrize("text", ["nul\u0000byte", "bell\u0007", "line\nbreak"])
 async def test_control_characters_in_free_text_are_refused(
-    api: Api, player: uuid.UUID, field: str, text: str
+    api: Api, player: uuid.UUID, text: str
 ) -> None:
     body = {
         "player_id": str(player),
         "amount": "5.00",
         "currency": "EUR",
         "direction": "credit",
-        "operator": "alice",
         "reason": "goodwill",
-    } | {field: text}
+    } | {"reason": text}
     response = await api.operator.post("/v1/admin/adjustments", body)
     assert (response.status_code, response.json()["error"]["code"]) == (422, "invalid_request")
     assert await factories.balance(api, player) == "100.00"
@@ -329,3 +324,40 @@ async def test_a_document_that_is_not_base64_is_refused(api: Api, content: str) 
         {"kind": "passport_front", "content_type": "image/png", "content_base64": content},
     )
     assert (response.status_code, response.json()["error"]["code"]) == (422, "invalid_base64")
+
+
+PER_PLAYER = {
+    "kyc": {"level": "verified", "reason": "checked"},
+    "aml-hold": {"on_hold": True, "reason": "checked"},
+    "links": {"linked_player_id": "00000000-0000-4000-8000-000000000002", "reason": "checked"},
+    "limits": {"kind": "deposit", "period": "24h", "amount": "10.00"},
+    "exclusions": {"kind": "time_out", "until": "2030-01-01T00:00:00Z", "reason": "asked"},
+}
+
+ADJUSTMENT = {"player_id": "{p}", "amount": "5.00", "currency": "EUR", "direction": "credit"}
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "person"),
+    [
+        *((f"/v1/admin/players/{{p}}/{what}", body, "actor") for what, body in PER_PLAYER.items()),
+        ("/v1/admin/kill-switches", {"zone": "bet", "off": True, "reason": "x"}, "actor"),
+        ("/v1/admin/adjustments", ADJUSTMENT | {"reason": "goodwill"}, "operator"),
+        ("/v1/admin/adjustments/1/reversal", {"reason": "oops"}, "operator"),
+        ("/v1/admin/payments/{p}/review", {"approve": True, "reason": "ok"}, "officer"),
+        ("/v1/vault/players/{p}/reveal", {"field": "iban", "purpose": "payout"}, "actor"),
+        ("/v1/vault/players/{p}/reveal", {"field": "iban", "purpose": "payout"}, "actor_role"),
+        ("/v1/vault/players/{p}/export", {}, "actor"),
+        ("/v1/vault/players/{p}/erasure", {"reason": "asked"}, "actor"),
+    ],
+)
+async def test_a_body_naming_a_person_is_refused(
+    api: Api, player: uuid.UUID, path: str, body: dict[str, Any], person: str
+) -> None:
+    """The machine API takes no person's name (decision 0021): the actor is the client."""
+    named = {k: str(player) if v == "{p}" else v for k, v in body.items()} | {person: "alice"}
+    response = await api.operator.post(path.format(p=player), named)
+    assert (response.status_code, response.json()["error"]["code"]) == (422, "invalid_request")
+    problems = response.json()["error"]["details"]["problems"]
+    assert [(p["field"], p["type"]) for p in problems] == [(person, "extra_forbidden")]
+    assert await factories.balance(api, player) == "100.00"

@@ -216,7 +216,6 @@ async def test_opposite_directions_on_many_players_do_not_deadlock(
                     "currency": "EUR",
                     "direction": direction,
                     "source": source,
-                    "operator": "ops",
                     "reason": "load",
                 },
             )
@@ -258,7 +257,6 @@ async def test_a_refusal_stays_a_refusal_under_its_key(
         "amount": "100.00",
         "currency": "EUR",
         "direction": "credit",
-        "operator": "ops",
         "reason": "top-up",
     }
     assert (await committed_api.operator.post("/v1/admin/adjustments", top_up)).status_code == 200

@@ -71,7 +71,7 @@ async def refused_bet(api: Api, uows: UnitOfWorkFactory) -> tuple[uuid.UUID, str
     player = await factories.committed_player(uows, cash="100.00")
     excluded = await api.operator.post(
         f"/v1/admin/players/{player}/exclusions",
-        {"kind": "self_exclusion", "until": None, "actor": "player", "reason": "asked"},
+        {"kind": "self_exclusion", "until": None, "reason": "asked"},
     )
     assert excluded.status_code == 200, excluded.text
     bet = await api.provider.post("/v1/wallet/bet", factories.bet_body(player, "1.00"))

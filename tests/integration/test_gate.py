@@ -34,7 +34,7 @@ async def bet(api: Api, player: uuid.UUID, amount: str, **extra: Any) -> httpx.R
 async def limit(api: Api, player: uuid.UUID, kind: str, period: str, amount: str | None) -> None:
     response = await api.operator.post(
         f"/v1/admin/players/{player}/limits",
-        {"kind": kind, "period": period, "amount": amount, "actor": "player"},
+        {"kind": kind, "period": period, "amount": amount},
     )
     assert response.status_code == 200, response.text
 
@@ -45,7 +45,6 @@ async def exclusion(api: Api, player: uuid.UUID, kind: str, until: datetime | No
         {
             "kind": kind,
             "until": until.isoformat() if until else None,
-            "actor": "player",
             "reason": "asked by the player",
         },
     )
@@ -54,7 +53,7 @@ async def exclusion(api: Api, player: uuid.UUID, kind: str, until: datetime | No
 
 async def officer(api: Api, player: uuid.UUID, what: str, body: dict[str, Any]) -> None:
     response = await api.operator.post(
-        f"/v1/admin/players/{player}/{what}", body | {"actor": "officer-7", "reason": "checked"}
+        f"/v1/admin/players/{player}/{what}", body | {"reason": "checked"}
     )
     assert response.status_code == 200, response.text
 
@@ -69,7 +68,6 @@ async def fund(api: Api, player: uuid.UUID, amount: str, currency: str = "EUR") 
             "currency": currency,
             "source": "cash",
             "direction": "credit",
-            "operator": "officer-7",
             "reason": "test funds",
         },
     )
@@ -303,12 +301,48 @@ async def test_links_of_links_count_towards_due_diligence(
     for a, b in ((first, middle), (middle, last)):
         response = await api.operator.post(
             f"/v1/admin/players/{a}/links",
-            {"linked_player_id": str(b), "actor": "officer-7", "reason": "same household"},
+            {"linked_player_id": str(b), "reason": "same household"},
         )
         assert response.status_code == 200, response.text
     assert (await bet(api, first, "1200.00")).status_code == 200
     assert (await bet(api, last, "800.00")).status_code == 200
     refusal(await bet(api, last, "0.01"), "due_diligence_required")  # first is two links away
+
+
+async def test_standing_set_over_the_machine_api_names_the_client_never_a_typed_name(
+    api: Api, uows: UnitOfWorkFactory
+) -> None:
+    player, other = [await factories.committed_player(uows) for _ in range(2)]
+    changes = {
+        "kyc": {"level": "verified"},
+        "aml-hold": {"on_hold": True},
+        "links": {"linked_player_id": str(other)},
+    }
+    for what, body in changes.items():
+        named = await api.operator.post(
+            f"/v1/admin/players/{player}/{what}",
+            body | {"actor": "officer-7", "reason": "checked"},
+        )
+        assert (named.status_code, named.json()["error"]["code"]) == (422, "invalid_request")
+    before = (await api.operator.get(f"/v1/admin/players/{player}/standing")).json()
+    assert (before["kyc_level"], before["aml_hold"], before["linked"]) == ("unverified", False, [])
+
+    for what, body in changes.items():
+        await officer(api, player, what, body)
+    async with uows() as uow:
+        recorded = (
+            await uow.session.execute(
+                sa.text(
+                    "SELECT set_by FROM kyc_levels WHERE player_id = :p"
+                    " UNION ALL SELECT set_by FROM aml_holds WHERE player_id = :p"
+                    " UNION ALL SELECT coalesce(envelope->'data'->>'actor', envelope->>'actor')"
+                    " FROM journal_events WHERE player_id = :p"
+                    " AND event IN ('kyc.level_set', 'aml.hold_set', 'player.linked')"
+                ),
+                {"p": player},
+            )
+        ).scalars()
+        assert sorted(recorded) == [f"client:{api.operator.client_id}"] * 5
 
 
 async def test_only_stakes_need_an_exchange_rate_and_without_one_nothing_moves(

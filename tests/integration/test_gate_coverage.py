@@ -387,7 +387,6 @@ def adjustment(player_id: uuid.UUID) -> dict[str, Any]:
         "currency": "EUR",
         "direction": "credit",
         "source": "cash",
-        "operator": "ops-1",
         "reason": "goodwill",
     }
 
@@ -402,7 +401,7 @@ async def to_reverse(api: Api, uows: UnitOfWorkFactory) -> Prepared:
     done = await api.operator.post("/v1/admin/adjustments", adjustment(player_id))
     assert done.status_code == 200, done.text
     path = f"/v1/admin/adjustments/{done.json()['ledger_transaction_id']}/reversal"
-    return Prepared(player_id, api.operator, path, {"operator": "ops-1", "reason": "typo"})
+    return Prepared(player_id, api.operator, path, {"reason": "typo"})
 
 
 @dataclass(frozen=True)
@@ -526,7 +525,7 @@ async def test_a_denied_money_request_moves_nothing_and_each_attempt_is_on_recor
     ready = await case.prepare(api, uows)
     switched = await api.operator.post(
         "/v1/admin/kill-switches",
-        {"zone": case.zone, "off": True, "reason": "incident 42", "actor": "cco-1"},
+        {"zone": case.zone, "off": True, "reason": "incident 42"},
     )
     assert switched.status_code == 200, switched.text
     before = await books(api, uows, ready.player_id)

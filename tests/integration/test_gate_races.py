@@ -36,7 +36,7 @@ def error_code(response: httpx.Response) -> str | None:
 async def set_limit(api: Api, player_id: uuid.UUID, kind: str, amount: str) -> None:
     response = await api.operator.post(
         f"/v1/admin/players/{player_id}/limits",
-        {"kind": kind, "period": "24h", "amount": amount, "actor": "officer-1"},
+        {"kind": kind, "period": "24h", "amount": amount},
     )
     assert response.status_code == 200, response.text
     assert response.json()["immediate"] is True  # a first limit is in force at once
@@ -208,7 +208,7 @@ async def test_a_time_out_set_during_a_burst_of_stakes_stops_every_later_stake(
     def time_out() -> Awaitable[httpx.Response]:
         return operator.post(
             f"/v1/admin/players/{player_id}/exclusions",
-            {"kind": "time_out", "until": until, "actor": "officer-1", "reason": "asked by phone"},
+            {"kind": "time_out", "until": until, "reason": "asked by phone"},
         )
 
     middle = STREAM // 2
@@ -259,7 +259,7 @@ async def test_linked_players_staking_at_once_cannot_pass_due_diligence_together
     second = await factories.committed_player(committed_uows, cash="5000.00")
     linked = await committed_api.operator.post(
         f"/v1/admin/players/{first}/links",
-        {"linked_player_id": str(second), "actor": "officer-1", "reason": "same household"},
+        {"linked_player_id": str(second), "reason": "same household"},
     )
     assert linked.status_code == 200, linked.text
 

@@ -57,7 +57,7 @@ async def test_hourly_counters_give_the_same_windows_as_the_bets(
     player = await factories.committed_player(uows, cash="100000.00")
     verified = await api.operator.post(  # past the due-diligence threshold: no stops
         f"/v1/admin/players/{player}/kyc",
-        {"level": "verified", "actor": "officer-7", "reason": "documents checked"},
+        {"level": "verified", "reason": "documents checked"},
     )
     assert verified.status_code == 200, verified.text
     clock.now = START

@@ -57,7 +57,7 @@ async def withdraw(
 
 async def officer(api: Api, player: uuid.UUID, what: str, body: dict[str, Any]) -> None:
     response = await api.operator.post(
-        f"/v1/admin/players/{player}/{what}", body | {"actor": "officer-7", "reason": "checked"}
+        f"/v1/admin/players/{player}/{what}", body | {"reason": "checked"}
     )
     assert response.status_code == 200, response.text
 
@@ -255,7 +255,7 @@ async def test_deposits_pass_the_gate_and_count_towards_limits_while_in_flight(
     player = await factories.committed_player(uows)
     limited = await api.operator.post(
         f"/v1/admin/players/{player}/limits",
-        {"kind": "deposit", "period": "24h", "amount": "100.00", "actor": "player"},
+        {"kind": "deposit", "period": "24h", "amount": "100.00"},
     )
     assert limited.status_code == 200, limited.text
     first = ok(await deposit(api, player, "60.00"))  # initiated, not yet confirmed
@@ -288,7 +288,7 @@ async def test_a_self_excluded_player_cannot_deposit(api: Api, uows: UnitOfWorkF
     player = await factories.committed_player(uows)
     excluded = await api.operator.post(
         f"/v1/admin/players/{player}/exclusions",
-        {"kind": "self_exclusion", "until": None, "actor": "player", "reason": "asked"},
+        {"kind": "self_exclusion", "until": None, "reason": "asked"},
     )
     assert excluded.status_code == 200, excluded.text
     response = await deposit(api, player, "10.00")
@@ -403,7 +403,7 @@ async def test_withdrawals_need_verified_kyc_no_aml_hold_and_a_clean_address(
     assert no_address.status_code == 422
 
 
-async def test_a_large_withdrawal_waits_for_an_officer(api: Api, uows: UnitOfWorkFactory) -> None:
+async def test_a_large_withdrawal_waits_for_a_review(api: Api, uows: UnitOfWorkFactory) -> None:
     fastpay, _ = use_fake_providers(api)
     player = await verified_player(uows, api, "7000.00")
     large = ok(await withdraw(api, player, "2000.00"))  # the default threshold, EUR 2,000
@@ -419,21 +419,24 @@ async def test_a_large_withdrawal_waits_for_an_officer(api: Api, uows: UnitOfWor
     assert [p["payment_id"] for p in queue.json()] == [large["payment_id"]]
 
     review = f"/v1/admin/payments/{large['payment_id']}/review"
-    approved = ok(
-        await api.operator.post(review, {"approve": True, "officer": "officer-9", "reason": "ok"})
-    )
+    approved = ok(await api.operator.post(review, {"approve": True, "reason": "ok"}))
     assert (approved["state"], approved["provider"]) == ("sent", "fastpay")
-    twice = await api.operator.post(review, {"approve": False, "officer": "o", "reason": "r"})
+    twice = await api.operator.post(review, {"approve": False, "reason": "r"})
     assert twice.status_code == 409
     assert twice.json()["error"]["code"] == "already_reviewed"
 
     third = ok(await withdraw(api, player, "1000.01"))
     assert third["state"] == "sent"
     another = ok(await withdraw(api, player, "2000.00"))
+    named = await api.operator.post(
+        f"/v1/admin/payments/{another['payment_id']}/review",
+        {"approve": True, "officer": "officer-9", "reason": "ok"},
+    )
+    assert (named.status_code, named.json()["error"]["code"]) == (422, "invalid_request")
     refused = ok(
         await api.operator.post(
             f"/v1/admin/payments/{another['payment_id']}/review",
-            {"approve": False, "officer": "officer-9", "reason": "source of funds unclear"},
+            {"approve": False, "reason": "source of funds unclear"},
         )
     )
     assert refused["state"] == "rejected"
@@ -441,7 +444,8 @@ async def test_a_large_withdrawal_waits_for_an_officer(api: Api, uows: UnitOfWor
     assert await factories.balance(api, player) == "2000.00"
     assert await held(uows, player) == 200000 + 199999 + 100001
     reviewed = await journal(uows, "payment.reviewed", another["payment_id"])
-    assert reviewed[0]["officer"] == "officer-9"
+    # The reviewer on record is the signed client, acting for no person (decision 0021).
+    assert reviewed[0]["officer"] == f"client:{api.operator.client_id}"
     assert reviewed[0]["approved"] is False
 
 

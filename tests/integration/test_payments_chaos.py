@@ -178,7 +178,7 @@ async def player(
     player_id = await factories.committed_player(world.uows, cash=cash, jurisdiction=jurisdiction)
     if verified:
         response = await world.operator.post(
-            f"/v1/admin/players/{player_id}/kyc", {"level": "verified", "actor": "o", "reason": "r"}
+            f"/v1/admin/players/{player_id}/kyc", {"level": "verified", "reason": "r"}
         )
         assert response.status_code == 200, response.text
     return player_id

@@ -158,7 +158,7 @@ async def test_an_operator_mints_a_15_minute_token_for_one_player(
         ).scalar_one()
     assert issued["data"]["token_id"] == body["jti"]
     assert token not in json.dumps(issued)  # the journal never holds the token itself
-    assert issued["actor"] == api.operator.client_id
+    assert issued["actor"] == f"client:{api.operator.client_id}"  # a machine, for no person
 
     unknown = await api.operator.post(f"/v1/admin/players/{uuid.uuid4()}/session", {})
     assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "unknown_player")

@@ -245,7 +245,6 @@ class Books(RuleBasedStateMachine):
             "currency": "EUR",
             "direction": "credit" if credit else "debit",
             "source": source,
-            "operator": "prop",
             "reason": "property test",
         }
         response = self.send("operator", "/v1/admin/adjustments", body)

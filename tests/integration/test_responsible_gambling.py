@@ -4,6 +4,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import sqlalchemy as sa
+
 from core.uow import UnitOfWorkFactory
 from tests import factories
 from tests.conftest import Api, Clock
@@ -14,7 +16,7 @@ BASE = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 async def limit(api: Api, player: uuid.UUID, kind: str, period: str, amount: str | None):
     return await api.operator.post(
         f"/v1/admin/players/{player}/limits",
-        {"kind": kind, "period": period, "amount": amount, "actor": "player"},
+        {"kind": kind, "period": period, "amount": amount},
     )
 
 
@@ -96,7 +98,6 @@ async def test_exclusions_have_bounds_and_a_self_exclusion_cannot_be_shortened(
             {
                 "kind": kind,
                 "until": until.isoformat() if until else None,
-                "actor": "player",
                 "reason": "asked",
             },
         )
@@ -135,3 +136,40 @@ async def test_bad_limits_are_refused(api: Api, uows: UnitOfWorkFactory) -> None
     assert period.status_code == 422
     unknown = await limit(api, uuid.uuid4(), "wager", "24h", "10.00")
     assert unknown.status_code == 404
+
+
+async def test_an_operator_change_names_the_client_and_a_person_in_the_body_is_refused(
+    api: Api, uows: UnitOfWorkFactory
+) -> None:
+    player = await factories.committed_player(uows)
+    limits = f"/v1/admin/players/{player}/limits"
+    exclusions = f"/v1/admin/players/{player}/exclusions"
+    named_limit = await api.operator.post(
+        limits, {"kind": "wager", "period": "24h", "amount": "10.00", "actor": "player"}
+    )
+    named_exclusion = await api.operator.post(
+        exclusions, {"kind": "self_exclusion", "until": None, "reason": "x", "actor": "officer-7"}
+    )
+    for named in (named_limit, named_exclusion):
+        assert (named.status_code, named.json()["error"]["code"]) == (422, "invalid_request")
+    assert (await standing(api, player, "wager", "24h"))["in_force"] is None
+
+    assert (await limit(api, player, "wager", "24h", "10.00")).status_code == 200
+    excluded = await api.operator.post(
+        exclusions, {"kind": "self_exclusion", "until": None, "reason": "asked by phone"}
+    )
+    assert excluded.status_code == 200, excluded.text
+    async with uows() as uow:
+        recorded = (
+            await uow.session.execute(
+                sa.text(
+                    "SELECT set_by FROM rg_limits WHERE player_id = :p"
+                    " UNION ALL SELECT set_by FROM rg_exclusions WHERE player_id = :p"
+                    " UNION ALL SELECT envelope->'data'->>'actor' FROM journal_events"
+                    " WHERE player_id = :p AND event LIKE 'rg.%'"
+                ),
+                {"p": player},
+            )
+        ).scalars()
+        # The signed client acting for no person (decision 0021), never a typed-in name.
+        assert set(recorded) == {f"client:{api.operator.client_id}"}

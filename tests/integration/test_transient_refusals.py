@@ -16,7 +16,7 @@ from tests.conftest import Api
 async def switch(api: Api, zone: str, *, off: bool) -> None:
     response = await api.operator.post(
         "/v1/admin/kill-switches",
-        {"zone": zone, "off": off, "reason": "PSP incident" if off else "resolved", "actor": "cco"},
+        {"zone": zone, "off": off, "reason": "PSP incident" if off else "resolved"},
     )
     assert response.status_code == 200, response.text
 
@@ -95,7 +95,7 @@ async def test_a_self_excluded_players_refused_bet_is_replayed_byte_for_byte(
     player_id = await factories.committed_player(uows, cash="50.00")
     excluded = await api.operator.post(
         f"/v1/admin/players/{player_id}/exclusions",
-        {"kind": "self_exclusion", "until": None, "actor": "player", "reason": "asked"},
+        {"kind": "self_exclusion", "until": None, "reason": "asked"},
     )
     assert excluded.status_code == 200, excluded.text
     bet = factories.bet_body(player_id, "10.00")

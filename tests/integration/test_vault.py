@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from compliance.vault import rotation
+from compliance.vault import rotation, service
 from compliance.vault.keys import LocalKeyFile, UnknownKekVersion, WrappedKey
 from core import clients
 from core.uow import UnitOfWorkFactory
@@ -44,11 +44,51 @@ async def register(api: Api, personal: dict[str, str]) -> dict[str, Any]:
     return body
 
 
-async def reveal(api: Api, player_id: str, field: str, role: str, purpose: str, **extra: str):
+async def reveal(api: Api, player_id: str, field: str, purpose: str = "payout", **extra: str):
+    """A reveal over the machine API: the client under the vault's machine role (decision 0021)."""
     return await api.operator.post(
-        f"/v1/vault/players/{player_id}/reveal",
-        {"field": field, "actor": "officer-7", "actor_role": role, "purpose": purpose, **extra},
+        f"/v1/vault/players/{player_id}/reveal", {"field": field, "purpose": purpose, **extra}
     )
+
+
+OFFICER = "officer:00000000-0000-4000-8000-0000000000d0"
+
+
+async def officer_reveal(
+    api: Api,
+    player_id: str,
+    field: str,
+    role: str = "data_protection_officer",
+    purpose: str = "dsar",
+    document_token: str | None = None,
+) -> bytes | None:
+    """A reveal by a signed-in officer, as the console makes it (app/console/personal.py):
+    the vault's service with the officer's own role, which no API client has."""
+    async with api.app.state.vault_uow_factory() as uow:
+        _, value = await service.reveal(
+            uow,
+            player_id=uuid.UUID(player_id),
+            field=field,
+            actor=OFFICER,
+            actor_role=role,
+            purpose=purpose,
+            keys=api.app.state.vault_keys,
+            ctx=CTX,
+            document_token=document_token,
+        )
+        await uow.commit()
+    return value
+
+
+async def dsar_export(api: Api, player_id: str) -> dict[str, Any]:
+    """The data protection officer's export, as `pitwarden vault export` makes it."""
+    async with api.app.state.vault_uow_factory() as uow:
+        keys = api.app.state.vault_keys
+        exported = await service.export(
+            uow, player_id=uuid.UUID(player_id), actor=OFFICER, keys=keys, ctx=CTX
+        )
+        await uow.commit()
+    return exported
 
 
 async def test_every_field_round_trips_and_the_default_view_is_masked(api: Api) -> None:
@@ -57,9 +97,13 @@ async def test_every_field_round_trips_and_the_default_view_is_masked(api: Api) 
     assert set(registered["tokens"]) == set(personal)
     player = registered["player_id"]
     for field, value in personal.items():
-        shown = await reveal(api, player, field, "data_protection_officer", "dsar")
-        assert shown.status_code == 200, shown.text
-        assert shown.json()["value"] == value
+        shown = await officer_reveal(api, player, field)
+        assert shown is not None
+        assert shown.decode() == value
+    for field in ("legal_name", "iban", "country"):  # what a payout needs, to a machine
+        machine = await reveal(api, player, field, "payout")
+        assert machine.status_code == 200, machine.text
+        assert machine.json()["value"] == personal[field]
     view = (await api.operator.get(f"/v1/vault/players/{player}")).json()["fields"]
     assert view["iban"]["masked"] == "•••• 001S"
     assert view["email"]["masked"] == "m•••@example.com"
@@ -70,14 +114,25 @@ async def test_every_field_round_trips_and_the_default_view_is_masked(api: Api) 
             assert personal[field] not in entry["masked"]
 
 
-async def test_a_role_without_a_rule_is_refused_and_the_refusal_is_journaled(
+async def test_a_machine_reveals_only_for_a_payout_and_every_decision_is_journaled(
     api: Api, committed_uows: UnitOfWorkFactory
 ) -> None:
     registered = await register(api, person())
-    refused = await reveal(api, registered["player_id"], "iban", "support_agent", "aml_case")
+    player = registered["player_id"]
+    named = await api.operator.post(
+        f"/v1/vault/players/{player}/reveal",
+        {"field": "iban", "purpose": "aml_case", "actor": "officer-7", "actor_role": "dpo"},
+    )
+    assert (named.status_code, named.json()["error"]["code"]) == (422, "invalid_request")
+    assert {p["field"] for p in named.json()["error"]["details"]["problems"]} == {
+        "actor",
+        "actor_role",
+    }
+    refused = await reveal(api, player, "iban", "aml_case")
     assert refused.status_code == 403
     assert refused.json()["error"]["code"] == "reveal_refused"
-    allowed = await reveal(api, registered["player_id"], "iban", "payments_officer", "payout")
+    assert (await reveal(api, player, "email", "payout")).status_code == 403
+    allowed = await reveal(api, player, "iban", "payout")
     assert allowed.status_code == 200
     async with committed_uows() as uow:
         events = (
@@ -89,10 +144,16 @@ async def test_a_role_without_a_rule_is_refused_and_the_refusal_is_journaled(
                 {"p": registered["player_id"]},
             )
         ).all()
-    decisions = [(e, d["decision"], d["field"], d["purpose"]) for e, d in events if "decision" in d]
+    decisions = [
+        (e, d["decision"], d["field"], d["purpose"], d["actor"], d["actor_role"])
+        for e, d in events
+        if "decision" in d
+    ]
+    client = f"client:{api.operator.client_id}"  # a machine, acting for no person
     assert decisions == [
-        ("vault.reveal_refused", "deny", "iban", "aml_case"),
-        ("vault.field_revealed", "allow", "iban", "payout"),
+        ("vault.reveal_refused", "deny", "iban", "aml_case", client, "service"),
+        ("vault.reveal_refused", "deny", "email", "payout", client, "service"),
+        ("vault.field_revealed", "allow", "iban", "payout", client, "service"),
     ]
     assert all("MT84" not in str(data) for _, data in events)
 
@@ -136,24 +197,24 @@ async def test_a_sealed_field_moved_to_another_row_does_not_decrypt(
         await conn.execute(
             sa.text(
                 "UPDATE vault.fields SET sealed = (SELECT sealed FROM vault.fields"
-                " WHERE player_id = :a AND field = 'email')"
-                " WHERE player_id = :b AND field = 'email'"
+                " WHERE player_id = :a AND field = 'legal_name')"
+                " WHERE player_id = :b AND field = 'legal_name'"
             ),
             {"a": a, "b": b},
         )
         await conn.execute(
             sa.text(
                 "UPDATE vault.fields SET sealed = (SELECT sealed FROM vault.fields"
-                " WHERE player_id = :a AND field = 'email')"
-                " WHERE player_id = :a AND field = 'phone'"
+                " WHERE player_id = :a AND field = 'legal_name')"
+                " WHERE player_id = :a AND field = 'country'"
             ),
             {"a": a},
         )
-    for player, field in ((b, "email"), (a, "phone")):
-        moved = await reveal(api, player, field, "data_protection_officer", "dsar")
+    for player, field in ((b, "legal_name"), (a, "country")):
+        moved = await reveal(api, player, field)
         assert moved.status_code == 409, moved.text
         assert moved.json()["error"]["code"] == "vault_integrity_failure"
-    untouched = await reveal(api, a, "email", "data_protection_officer", "dsar")
+    untouched = await reveal(api, a, "legal_name")
     assert untouched.status_code == 200
 
 
@@ -169,24 +230,25 @@ async def test_documents_are_sealed_and_revealed_by_token(api: Api) -> None:
         },
     )
     token = stored.json()["token"]
-    shown = await reveal(
+    shown = await officer_reveal(
         api, player, "document_image", "compliance_officer", "kyc_review", document_token=token
     )
-    assert base64.b64decode(shown.json()["value"]) == scan
+    assert shown == scan
+    machine = await reveal(api, player, "document_image", "kyc_review", document_token=token)
+    assert (machine.status_code, machine.json()["error"]["code"]) == (403, "reveal_refused")
 
 
 async def test_a_data_subject_export_holds_everything_and_needs_the_dpo(api: Api) -> None:
     personal = person()
     player = (await register(api, personal))["player_id"]
-    refused = await api.operator.post(
-        f"/v1/vault/players/{player}/export", {"actor": "agent-3", "actor_role": "support_agent"}
-    )
-    assert refused.status_code == 403
-    exported = await api.operator.post(
+    named = await api.operator.post(
         f"/v1/vault/players/{player}/export",
         {"actor": "dpo-1", "actor_role": "data_protection_officer"},
     )
-    body = exported.json()
+    assert (named.status_code, named.json()["error"]["code"]) == (422, "invalid_request")
+    machine = await api.operator.post(f"/v1/vault/players/{player}/export", {})
+    assert (machine.status_code, machine.json()["error"]["code"]) == (403, "export_refused")
+    body = await dsar_export(api, player)
     assert {f: v["value"] for f, v in body["fields"].items()} == personal
     assert body["lookups_indexed"] == ["email", "iban", "name_dob", "national_id", "phone"]
 
@@ -197,7 +259,7 @@ async def test_erasure_waits_for_the_retention_hold_then_shreds(
     personal = person()
     recent = (await register(api, personal))["player_id"]
     held = await api.operator.post(
-        f"/v1/vault/players/{recent}/erasure", {"actor": "dpo-1", "reason": "player request"}
+        f"/v1/vault/players/{recent}/erasure", {"reason": "player request"}
     )
     assert held.status_code == 409
     assert held.json()["error"]["code"] == "retention_hold"
@@ -208,17 +270,13 @@ async def test_erasure_waits_for_the_retention_hold_then_shreds(
     old = (await register(api, person() | {"email": personal["email"]}))["player_id"]
     clock.now = None
     erased = await api.operator.post(
-        f"/v1/vault/players/{old}/erasure", {"actor": "dpo-1", "reason": "player request"}
+        f"/v1/vault/players/{old}/erasure", {"reason": "player request"}
     )
     assert erased.status_code == 200, erased.text
-    after = await reveal(api, old, "email", "data_protection_officer", "dsar")
+    after = await reveal(api, old, "iban")
     assert after.status_code == 410
     assert after.json()["error"]["code"] == "erased"
-    exported = await api.operator.post(
-        f"/v1/vault/players/{old}/export",
-        {"actor": "dpo-1", "actor_role": "data_protection_officer"},
-    )
-    assert set(exported.json()) == {"player_id", "erased_at"}
+    assert set(await dsar_export(api, old)) == {"player_id", "erased_at"}
     # the blind indexes went with the key: the recent player no longer matches the erased one
     third = await register(api, person() | {"email": personal["email"]})
     sharing_email = {d["player_id"] for d in third["possible_duplicates"] if d["kind"] == "email"}
@@ -283,7 +341,7 @@ async def test_kek_rotation_interrupted_then_resumed(
     with pytest.raises(UnknownKekVersion):
         vault_keys.unwrap(uuid.UUID(players[0]), WrappedKey(old_version, bytes(old_sealed)))
     for player in players:  # the fields were never touched and still open
-        shown = await reveal(api, player, "legal_name", "data_protection_officer", "dsar")
+        shown = await reveal(api, player, "legal_name")
         assert shown.status_code == 200
 
 
@@ -308,7 +366,6 @@ async def test_no_personal_value_or_client_secret_leaks(
             "currency": "EUR",
             "source": "cash",
             "direction": "credit",
-            "operator": "ops",
             "reason": "welcome",
         },
     )
@@ -333,14 +390,13 @@ async def test_no_personal_value_or_client_secret_leaks(
             ctx=CTX,
         )
         await uow.commit()
-    for field in personal:  # with the old secret, still in its overlap
-        assert (await reveal(api, player, field, "data_protection_officer", "dsar")).is_success
+    for field in ("legal_name", "iban", "country"):  # with the old secret, still in its overlap
+        assert (await reveal(api, player, field)).is_success
     api.operator.secret = rotated.secret
-    exported = await api.operator.post(
-        f"/v1/vault/players/{player}/export",
-        {"actor": "dpo-1", "actor_role": "data_protection_officer"},
-    )
-    assert exported.status_code == 200, exported.text
+    assert (await reveal(api, player, "iban")).is_success
+    for field in personal:  # an officer reveals the rest, and exports
+        assert await officer_reveal(api, player, field) is not None
+    await dsar_export(api, player)
     await catch_up(committed_uows)  # the journal's events enter the audit log too
     needles = {v.lower() for v in personal.values() if len(v) > 3} | {
         personal["iban"].replace(" ", "").lower()

@@ -327,7 +327,6 @@ async def test_an_adjustment_is_corrected_by_a_linked_reversal(
         "currency": "EUR",
         "direction": "credit",
         "source": "bonus",
-        "operator": "alice",
         "reason": "welcome bonus",
     }
     done = await api.operator.post("/v1/admin/adjustments", credit)
@@ -336,7 +335,9 @@ async def test_an_adjustment_is_corrected_by_a_linked_reversal(
     txn = done.json()["ledger_transaction_id"]
 
     path = f"/v1/admin/adjustments/{txn}/reversal"
-    reversal = {"operator": "bob", "reason": "granted twice by mistake"}
+    named = await api.operator.post(path, {"operator": "bob", "reason": "granted twice"})
+    assert (named.status_code, named.json()["error"]["code"]) == (422, "invalid_request")
+    reversal = {"reason": "granted twice by mistake"}
     reversed_ = await api.operator.post(path, reversal)
     assert reversed_.status_code == 200, reversed_.text
     assert reversed_.json()["balance"] == "0.00"
@@ -348,7 +349,27 @@ async def test_an_adjustment_is_corrected_by_a_linked_reversal(
                 LedgerTransaction.id == reversed_.json()["ledger_transaction_id"]
             )
         )
+        operators = (
+            await uow.session.execute(
+                sa.select(LedgerTransaction.operator)
+                .where(LedgerTransaction.player_id == player_id)
+                .order_by(LedgerTransaction.id)
+            )
+        ).scalars()
+        adjusted = (
+            await uow.session.execute(
+                sa.text(
+                    "SELECT envelope->'data'->>'operator' FROM journal_events"
+                    " WHERE player_id = :p AND event LIKE 'wallet.adjust%' ORDER BY id"
+                ),
+                {"p": player_id},
+            )
+        ).scalars()
     assert link == txn
+    # The adjustment and its correction name the signed client: no person (decision 0021).
+    client = f"client:{api.operator.client_id}"
+    assert list(operators) == [client, client]
+    assert list(adjusted) == [client, client]
     unknown = await api.operator.post("/v1/admin/adjustments/999999999/reversal", reversal)
     assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "unknown_adjustment")
 
@@ -360,7 +381,6 @@ async def test_a_debit_adjustment_cannot_overdraw(api: Api, uows: UnitOfWorkFact
         "amount": "5.01",
         "currency": "EUR",
         "direction": "debit",
-        "operator": "alice",
         "reason": "chargeback",
     }
     refused = await api.operator.post("/v1/admin/adjustments", debit)
