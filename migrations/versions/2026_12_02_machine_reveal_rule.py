@@ -7,7 +7,7 @@ export included, finds no rule and is refused; officers reveal through the conso
 
 Revision ID: 0016
 Revises: 0015
-Create Date: 2026-12-03
+Create Date: 2026-12-02
 """
 
 from collections.abc import Sequence
