@@ -10,7 +10,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
 from app.console import access, web
-from app.console.protections import ask, problem
+from app.console.protections import ask, carry_out, problem
 from compliance.cashier import Cashier
 from core.errors import DomainError
 from core.money import format_minor
@@ -70,20 +70,11 @@ async def reject(
     )  # fmt: skip
     if refused:
         return refused
-    try:
-        await cashier.review(
-            current.uow,
-            payment_id,
-            approve=False,
-            officer=current.officer.actor,
-            reason=reason,
-            ctx=access.context(current.officer, current.session, current.trace_id),
-        )
-    except DomainError as error:
-        await current.uow.rollback()
-        return problem(request, current, error)
-    await current.uow.commit()
-    return web.redirect(request, "/console/payments")
+    rejected = cashier.review(
+        current.uow, payment_id, approve=False, officer=current.officer.actor, reason=reason,
+        ctx=current.ctx,
+    )  # fmt: skip
+    return await carry_out(current, request, rejected, then="/console/payments")
 
 
 @router.post("/payments/{payment_id}/approve")

@@ -3,12 +3,13 @@
 request); and the page where requests are decided."""
 
 import uuid
+from collections.abc import Awaitable
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
-from app.console import access, approvals, web
+from app.console import access, approvals, problems, web
 from compliance import kyc
 from core.errors import DomainError
 from policies import killswitch
@@ -19,14 +20,22 @@ Csrf = Annotated[str | None, Form(max_length=200)]
 
 
 def problem(request: Request, current: web.Current, error: DomainError) -> Response:
-    return web.page(
-        request,
-        "problem.html",
-        status_code=409 if error.code in {"request_open", "request_closed"} else 422,
-        officer=current.officer,
-        csrf=current.csrf,
-        message=error.message,
-    )
+    status = 409 if error.code in {"request_open", "request_closed", "own_request"} else 422
+    return problems.page(current, request, status, "Not done", error.message)
+
+
+async def carry_out(
+    current: web.Current, request: Request, work: Awaitable[object], *, then: str
+) -> Response:
+    """Do a console action's work in the request's transaction: committed and on to `then`,
+    or rolled back and a page that says why it was refused."""
+    try:
+        await work
+    except DomainError as error:
+        await current.uow.rollback()
+        return problem(request, current, error)
+    await current.uow.commit()
+    return web.redirect(request, then)
 
 
 @router.get("/kill-switches")
@@ -56,20 +65,11 @@ async def switch_off(
     )  # fmt: skip
     if refused:
         return refused
-    try:
-        await killswitch.switch(
-            current.uow,
-            zone=zone,
-            off=True,
-            reason=reason,
-            actor=current.officer.actor,
-            ctx=access.context(current.officer, current.session, current.trace_id),
-        )
-    except DomainError as error:
-        await current.uow.rollback()
-        return problem(request, current, error)
-    await current.uow.commit()
-    return web.redirect(request, "/console/kill-switches")
+    switched = killswitch.switch(
+        current.uow, zone=zone, off=True, reason=reason, actor=current.officer.actor,
+        ctx=current.ctx,
+    )  # fmt: skip
+    return await carry_out(current, request, switched, then="/console/kill-switches")
 
 
 @router.post("/kill-switches/{zone}/on")
@@ -96,20 +96,11 @@ async def hold(
     )
     if refused:
         return refused
-    try:
-        await kyc.set_aml_hold(
-            current.uow,
-            player_id=player_id,
-            on_hold=True,
-            actor=current.officer.actor,
-            reason=reason,
-            ctx=access.context(current.officer, current.session, current.trace_id),
-        )
-    except DomainError as error:
-        await current.uow.rollback()
-        return problem(request, current, error)
-    await current.uow.commit()
-    return web.redirect(request, page)
+    held = kyc.set_aml_hold(
+        current.uow, player_id=player_id, on_hold=True, actor=current.officer.actor,
+        reason=reason, ctx=current.ctx,
+    )  # fmt: skip
+    return await carry_out(current, request, held, then=page)
 
 
 @router.post("/players/{player_id}/aml-hold/clear")
@@ -139,22 +130,11 @@ async def ask(
     )  # fmt: skip
     if refused:
         return refused
-    try:
-        await approvals.ask(
-            current.uow,
-            kind=kind,
-            subject=subject,
-            payload={},
-            reason=reason,
-            officer=current.officer,
-            ctx=access.context(current.officer, current.session, current.trace_id),
-            player_id=player_id,
-        )
-    except DomainError as error:
-        await current.uow.rollback()
-        return problem(request, current, error)
-    await current.uow.commit()
-    return web.redirect(request, "/console/approvals")
+    asked = approvals.ask(
+        current.uow, kind=kind, subject=subject, payload={}, reason=reason,
+        officer=current.officer, ctx=current.ctx, player_id=player_id,
+    )  # fmt: skip
+    return await carry_out(current, request, asked, then="/console/approvals")
 
 
 @router.get("/approvals")
@@ -205,7 +185,7 @@ async def decide(
             officer=current.officer,
             approve=verdict == "approve",
             reason=reason,
-            ctx=access.context(current.officer, current.session, current.trace_id),
+            ctx=current.ctx,
             cashier=request.app.state.cashier,
         )
     except DomainError as error:

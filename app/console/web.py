@@ -20,6 +20,7 @@ from app.auth import Uow, trace_id
 from app.console import accounts, sessions
 from app.console.accounts import Officer
 from app.console.sessions import Session
+from core.journal import EventContext
 from core.uow import UnitOfWork
 
 COOKIE = "pitwarden_console"
@@ -104,6 +105,13 @@ class Current:
     @property
     def csrf(self) -> str:
         return self.session.csrf_token
+
+    @property
+    def ctx(self) -> EventContext:
+        """Who acts, for the events an action writes: the officer, in this session."""
+        return EventContext(
+            actor=self.officer.actor, trace_id=self.trace_id, session_id=self.session.ref
+        )
 
 
 async def _current(request: Request, uow: Uow) -> Current:
