@@ -82,8 +82,6 @@ def migrate(
         cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
-        # the readiness probe compares the database's revision with the code's (`code_revision`)
-        conn.exec_driver_sql(f"GRANT SELECT ON alembic_version TO {APP_ROLE}")
         for role, password in ((APP_ROLE, app_password), (VAULT_ROLE, vault_password)):
             if password:
                 quoted = conn.exec_driver_sql("SELECT quote_literal(%s)", (password,)).scalar()
