@@ -22,7 +22,7 @@ from core import journal, sql
 from core.errors import Conflict, InvalidRequest, NotFound, Unavailable
 from core.journal import EventContext
 from core.uow import UnitOfWork
-from policies import killswitch
+from policies import killswitch, registry
 
 LIFETIME = timedelta(hours=24)
 # What must follow an approval's commit (a payout is sent to its provider outside any transaction).
@@ -229,9 +229,22 @@ async def _pay_out(lifting: Lifting) -> After | None:
     return lambda: cashier.submit(payment_id, lifting.ctx)
 
 
+async def _activate(lifting: Lifting) -> After | None:
+    await registry.activate(
+        lifting.uow,
+        version=lifting.request.payload["version"],
+        jurisdiction=lifting.request.payload["jurisdiction"],
+        actor=lifting.actor,
+        reason=lifting.request.reason,
+        ctx=lifting.ctx,
+    )
+    return None
+
+
 Effect = Callable[[Lifting], Awaitable[After | None]]
 EFFECTS: dict[str, Effect] = {
     "killswitch_on": _switch_on,
     "aml_hold_clear": _clear_hold,
     "payout_approve": _pay_out,
+    "ruleset_activate": _activate,
 }

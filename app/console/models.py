@@ -100,7 +100,7 @@ class ConsoleSignInFailure(Base):
     reason: Mapped[str] = mapped_column(sa.Text)
 
 
-APPROVAL_KINDS = ("killswitch_on", "aml_hold_clear", "payout_approve")
+APPROVAL_KINDS = ("killswitch_on", "aml_hold_clear", "payout_approve", "ruleset_activate")
 
 
 class ApprovalRequest(Base):

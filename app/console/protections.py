@@ -123,6 +123,7 @@ async def ask(
     reason: str,
     back: str,
     player_id: uuid.UUID | None = None,
+    payload: dict[str, str] | None = None,
 ) -> Response:
     refused = await access.allowed(
         current, request, f"console.request.{kind}", player_id=player_id, subject=subject,
@@ -131,7 +132,7 @@ async def ask(
     if refused:
         return refused
     asked = approvals.ask(
-        current.uow, kind=kind, subject=subject, payload={}, reason=reason,
+        current.uow, kind=kind, subject=subject, payload=payload or {}, reason=reason,
         officer=current.officer, ctx=current.ctx, player_id=player_id,
     )  # fmt: skip
     return await carry_out(current, request, asked, then="/console/approvals")

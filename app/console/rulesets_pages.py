@@ -1,14 +1,15 @@
 """The rulesets pages: every version on disk and where each is active (who activated it, when,
 why, with which content hash, and whether the files still hash so), one version's rules, and
 what changed between two versions. Each is the console action `console.rulesets.view`.
-Activating a version from the console needs four eyes and is not offered here."""
+Activating a version is asked here and approved by a second senior officer (four eyes)."""
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import Response
 
 from app.console import access, problems, ruleset_view, web
+from app.console.protections import ask
 from policies import ruleset
 
 router = APIRouter(prefix="/console", include_in_schema=False)
@@ -93,3 +94,25 @@ async def version(version: str, current: web.Signed, request: Request) -> Respon
         active=active,
         versions=ruleset.available(),
     )
+
+
+@router.post("/rulesets/{version}/activate")
+async def ask_to_activate(
+    version: str,
+    current: web.Signed,
+    request: Request,
+    *,
+    jurisdiction: Annotated[str, Form(max_length=8)],
+    reason: Annotated[str, Form(max_length=500)],
+    csrf: Annotated[str | None, Form(max_length=200)] = None,
+) -> Response:
+    """Ask to activate `version` for a jurisdiction (XX, * or console); a second senior officer
+    approves it on the four-eyes page, and the activation then names both."""
+    web.checked_csrf(current, csrf)
+    if version not in ruleset.available():
+        return problems.unknown_version(current, request, version)
+    return await ask(
+        current, request, kind="ruleset_activate", subject=f"{version}@{jurisdiction}",
+        reason=reason, back=f"/console/rulesets/{version}",
+        payload={"version": version, "jurisdiction": jurisdiction},
+    )  # fmt: skip

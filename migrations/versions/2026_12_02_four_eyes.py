@@ -26,7 +26,7 @@ down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-KINDS = ("killswitch_on", "aml_hold_clear", "payout_approve")
+KINDS = ("killswitch_on", "aml_hold_clear", "payout_approve", "ruleset_activate")
 
 
 def upgrade() -> None:

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from compliance import kyc
 from core import sql
 from core.uow import UnitOfWorkFactory
-from policies import killswitch
+from policies import killswitch, registry
 from tests import console_support, factories
 from tests.conftest import Api, Clock
 from tests.console_support import Browser
@@ -236,3 +236,42 @@ async def test_a_large_withdrawal_is_rejected_by_one_officer_or_approved_by_two(
     assert shown["state"] == "sent"
     reviewed = await journal(uows, "payment.reviewed", large["payment_id"])
     assert " approved by officer:" in reviewed[0]["officer"]
+
+
+async def test_a_ruleset_is_activated_only_when_a_second_senior_officer_approves(
+    api: Api, two: tuple[Browser, Browser], uows: UnitOfWorkFactory
+) -> None:
+    asker, approver = two
+    first = await console_support.officer(uows, "senior_officer")
+    second = await console_support.officer(uows, "senior_officer")
+    await asker.sign_in(first)
+    await approver.sign_in(second)
+    page = "/console/rulesets/2026-11-v2"
+    asked = await asker.submit(
+        f"{page}/activate", {"jurisdiction": "SE", "reason": "try v2 in Sweden"}, of=page
+    )
+    assert asked.headers["location"] == "/console/approvals"
+    async with uows() as uow:
+        assert (await registry.active(uow, "SE")).version == "2026-11-v3"  # not yet
+    request_id = await open_request_id(uows, "2026-11-v2@SE")
+    own = await asker.submit(
+        f"/console/approvals/{request_id}/approve", {"reason": "me"}, of="/console/approvals"
+    )
+    assert own.status_code == 403
+    approved = await approver.submit(
+        f"/console/approvals/{request_id}/approve", {"reason": "agreed"}, of="/console/approvals"
+    )
+    assert approved.headers["location"] == "/console/approvals"
+    async with uows() as uow:
+        active = await registry.active(uow, "SE")
+    assert active.version == "2026-11-v2"
+    money_for_console = await asker.submit(
+        f"{page}/activate", {"jurisdiction": "console", "reason": "wrong kind"}, of=page
+    )
+    request_id = await open_request_id(uows, "2026-11-v2@console")
+    refused = await approver.submit(
+        f"/console/approvals/{request_id}/approve", {"reason": "ok"}, of="/console/approvals"
+    )
+    assert money_for_console.headers["location"] == "/console/approvals"
+    assert refused.status_code == 422
+    assert "money ruleset" in refused.text

@@ -309,6 +309,7 @@ NO_MONEY = {
     ("POST", "/console/passkeys"),
     ("POST", "/console/passkeys/sign-in/options"),
     ("POST", "/console/passkeys/sign-in"),
+    ("POST", "/console/rulesets/{version}/activate"),
 }
 
 
