@@ -3,6 +3,7 @@
 import json
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -326,12 +327,13 @@ async def test_a_document_that_is_not_base64_is_refused(api: Api, content: str) 
     assert (response.status_code, response.json()["error"]["code"]) == (422, "invalid_base64")
 
 
+IN_A_MONTH = (datetime.now(UTC) + timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
 PER_PLAYER = {
     "kyc": {"level": "verified", "reason": "checked"},
     "aml-hold": {"on_hold": True, "reason": "checked"},
     "links": {"linked_player_id": "00000000-0000-4000-8000-000000000002", "reason": "checked"},
     "limits": {"kind": "deposit", "period": "24h", "amount": "10.00"},
-    "exclusions": {"kind": "time_out", "until": "2030-01-01T00:00:00Z", "reason": "asked"},
+    "exclusions": {"kind": "time_out", "until": IN_A_MONTH, "reason": "asked"},
 }
 
 ADJUSTMENT = {"player_id": "{p}", "amount": "5.00", "currency": "EUR", "direction": "credit"}

@@ -9,6 +9,7 @@ import json
 import secrets
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -188,7 +189,8 @@ async def test_a_client_signing_as_the_security_scheme_says_is_accepted(
         return await api.http.request(method, target, content=body, headers=headers)
 
     operator, provider = api.operator, api.provider
-    target = f"/v1/admin/accounts/player:{player}:cash/balance?at=2099-01-01T00:00:00Z"
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    target = f"/v1/admin/accounts/player:{player}:cash/balance?at={tomorrow}"
     account = await call(operator.client_id, operator.secret, "GET", target, b"")
     assert (account.status_code, account.json()["balance"]) == (200, "10.00"), account.text
     body = json.dumps({"request_uuid": str(uuid.uuid4()), "player_id": str(player)}).encode()
