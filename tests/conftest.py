@@ -43,7 +43,7 @@ from policies import registry
 ROOT = Path(__file__).resolve().parent.parent
 CTX = EventContext(actor="test", trace_id="test")
 RULESET = "2026-11-v3"
-CONSOLE_RULESET = "console-2026-12-v1"
+CONSOLE_RULESET = "console-2026-12-v2"
 
 
 class Clock:

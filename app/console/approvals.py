@@ -229,6 +229,27 @@ async def _pay_out(lifting: Lifting) -> After | None:
     return lambda: cashier.submit(payment_id, lifting.ctx)
 
 
+async def _raise_kyc(lifting: Lifting) -> After | None:
+    """The level asked for, if the player's level is still the one the request was asked
+    from: a level changed meanwhile (lowered on new doubts) is not overridden unseen."""
+    assert lifting.request.player_id is not None  # noqa: S101 - asked about a player
+    now = (await kyc.standing(lifting.uow, lifting.request.player_id)).kyc_level
+    if now != lifting.request.payload["from"]:
+        raise Conflict(
+            "request_stale",
+            f"the player's KYC level has changed to {now} since the request: ask again",
+        )
+    await kyc.set_level(
+        lifting.uow,
+        player_id=lifting.request.player_id,
+        level=lifting.request.payload["level"],
+        actor=lifting.actor,
+        reason=lifting.request.reason,
+        ctx=lifting.ctx,
+    )
+    return None
+
+
 async def _activate(lifting: Lifting) -> After | None:
     await registry.activate(
         lifting.uow,
@@ -247,4 +268,13 @@ EFFECTS: dict[str, Effect] = {
     "aml_hold_clear": _clear_hold,
     "payout_approve": _pay_out,
     "ruleset_activate": _activate,
+    "kyc_raise": _raise_kyc,
+}
+# What each kind asks, in the officers' words (the approvals page).
+WORDS = {
+    "killswitch_on": "Switch a zone back on",
+    "aml_hold_clear": "Clear an AML hold",
+    "payout_approve": "Approve a withdrawal",
+    "ruleset_activate": "Activate a ruleset version",
+    "kyc_raise": "Raise a player's KYC level",
 }

@@ -100,7 +100,9 @@ class ConsoleSignInFailure(Base):
     reason: Mapped[str] = mapped_column(sa.Text)
 
 
-APPROVAL_KINDS = ("killswitch_on", "aml_hold_clear", "payout_approve", "ruleset_activate")
+APPROVAL_KINDS = (
+    "killswitch_on", "aml_hold_clear", "payout_approve", "ruleset_activate", "kyc_raise"
+)  # fmt: skip
 
 
 class ApprovalRequest(Base):

@@ -42,3 +42,4 @@ def links(role: str) -> list[tuple[str, str]]:
 
 
 web.templates.env.globals["console_links"] = links
+web.templates.env.globals["console_may"] = may

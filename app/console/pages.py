@@ -8,6 +8,8 @@ from fastapi.responses import Response
 
 from app.console import access, personal, players, sessions, web
 from app.console.signin import _ctx
+from app.console.standing import EXCLUSIONS
+from compliance import kyc
 from core.errors import NotFound
 
 router = APIRouter(prefix="/console", include_in_schema=False)
@@ -106,4 +108,6 @@ async def player(player_id: str, current: web.Signed, request: Request) -> Respo
         player=shown,
         personal=await personal.masked(request, shown.player_id),
         purposes=personal.purposes(current.officer.role),
+        kyc_levels=kyc.LEVELS,
+        exclusion_lengths=[(value, words) for value, (_, _, words) in EXCLUSIONS.items()],
     )

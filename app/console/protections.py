@@ -11,7 +11,7 @@ from fastapi.responses import Response
 
 from app.console import access, approvals, problems, web
 from compliance import kyc
-from core.errors import DomainError
+from core.errors import Conflict, DomainError, NotFound
 from policies import killswitch
 
 router = APIRouter(prefix="/console", include_in_schema=False)
@@ -20,7 +20,7 @@ Csrf = Annotated[str | None, Form(max_length=200)]
 
 
 def problem(request: Request, current: web.Current, error: DomainError) -> Response:
-    status = 409 if error.code in {"request_open", "request_closed", "own_request"} else 422
+    status = 404 if isinstance(error, NotFound) else 409 if isinstance(error, Conflict) else 422
     return problems.page(current, request, status, "Not done", error.message)
 
 
@@ -151,6 +151,7 @@ async def approvals_page(current: web.Signed, request: Request) -> Response:
         officer=current.officer,
         csrf=current.csrf,
         requests=requests,
+        words=approvals.WORDS,
         now=current.uow.now,
     )
 

@@ -18,6 +18,7 @@ from app.console import (
     rulesets_pages,
     signin,
     sso,
+    standing,
     web,
 )
 from core import journal
@@ -51,6 +52,7 @@ def install(app: FastAPI) -> None:
     app.include_router(pages.router)
     app.include_router(personal.router)
     app.include_router(protections.router)
+    app.include_router(standing.router)
     app.include_router(payments_pages.router)
     app.include_router(passkeys.router)
     app.include_router(decisions_pages.router)

@@ -15,7 +15,7 @@ from compliance.vault.keys import LocalKeyFile
 from core import sql
 from core.uow import UnitOfWorkFactory
 from tests import console_support, factories
-from tests.conftest import CTX, Api, Clock
+from tests.conftest import CONSOLE_RULESET, CTX, Api, Clock
 from tests.console_support import Browser
 
 
@@ -269,7 +269,7 @@ async def test_roles_are_decided_by_the_console_ruleset_and_recorded(
         "deny",
         "role_not_allowed",
     )
-    assert decision["version"] == "console-2026-12-v1"
+    assert decision["version"] == CONSOLE_RULESET
     assert decision["facts"]["role"] == "administrator"
     acted = (await events(uows, "console.action"))[-1]
     assert acted["data"]["role"] == "administrator"  # type: ignore[index]

@@ -28,7 +28,7 @@ from core.uow import UnitOfWorkFactory
 from policies import decisions, registry, ruleset
 from tests import console_support, factories
 from tests.audit_support import ORIGIN, SIGNER, catch_up
-from tests.conftest import CTX, ROOT, Api, Clock
+from tests.conftest import CONSOLE_RULESET, CTX, ROOT, Api, Clock
 from tests.console_support import Browser
 
 REFUSED = "Your role does not allow this."
@@ -134,7 +134,7 @@ async def test_a_role_without_the_action_is_refused_and_the_refusal_recorded(
         "role_not_allowed",
     )
     assert recorded["facts"]["role"] == role
-    assert recorded["version"] == "console-2026-12-v1"
+    assert recorded["version"] == CONSOLE_RULESET
 
 
 async def test_the_menu_offers_the_pages_a_role_may_open(sign_in: Callable[..., Any]) -> None:
@@ -363,7 +363,7 @@ async def test_which_ruleset_decides_where_and_what_changed_between_two(
     assert listed.status_code == 200
     active = section(listed, "<h2>Active where</h2>")
     assert "2026-11-v3" in active
-    assert "console-2026-12-v1" in active
+    assert CONSOLE_RULESET in active
     assert "match the activation's hash" in active
     assert "changed since activation" not in active
     for version in ruleset.available():
