@@ -12,7 +12,10 @@ import pyotp
 from fastapi import FastAPI
 
 from app.console import accounts
+from compliance.vault import service as vault
+from compliance.vault.keys import LocalKeyFile
 from core.uow import UnitOfWorkFactory
+from tests import factories
 from tests.conftest import CTX, Clock
 
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -96,3 +99,20 @@ class Browser:
 
     async def aclose(self) -> None:
         await self.http.aclose()
+
+
+async def player_with_personal_data(
+    uows: UnitOfWorkFactory, vault_uows: UnitOfWorkFactory, vault_keys: LocalKeyFile
+) -> uuid.UUID:
+    """A funded player whose legal name and email are in the vault."""
+    player = await factories.committed_player(uows, cash="10.00")
+    async with vault_uows() as uow:
+        await vault.store(
+            uow,
+            player_id=player,
+            data=vault.PersonalData(legal_name="Ilse Vella", email="ilse@example.org"),
+            keys=vault_keys,
+            ctx=CTX,
+        )
+        await uow.commit()
+    return player

@@ -7,10 +7,11 @@ import base64
 import uuid
 from typing import Annotated
 
+import orjson
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
-from app.console import access, web
+from app.console import access, dsar, web
 from compliance.vault import service as vault
 from core.errors import DomainError
 from core.journal import EventContext
@@ -110,4 +111,50 @@ def _refused(
         csrf=current.csrf,
         player_id=player_id,
         refused=why,
+    )
+
+
+@router.post("/players/{player_id}/dsar")
+async def export(
+    player_id: uuid.UUID,
+    current: web.Signed,
+    request: Request,
+    csrf: Annotated[str | None, Form(max_length=200)] = None,
+) -> Response:
+    """The data subject access request's answer, as a JSON download (dsar.py): the console
+    ruleset (the DPO, step-up), then the vault's rules for the purpose `dsar`."""
+    web.checked_csrf(current, csrf)
+    page = f"/console/players/{player_id}"
+    refused = await access.allowed(
+        current, request, "console.pii.export", player_id=player_id,
+        subject=f"player:{player_id}", back=page,
+    )  # fmt: skip
+    if refused:
+        return refused
+    await current.uow.commit()  # the console's decision stands whatever the vault says
+    ctx = EventContext(
+        actor=current.officer.actor, trace_id=current.trace_id, session_id=current.session.ref
+    )
+    role = VAULT_ROLE.get(current.officer.role, current.officer.role)
+    async with request.app.state.vault_uow_factory() as uow:
+        decision = await vault.decide(uow, actor_role=role, purpose="dsar", field="legal_name")
+        if not decision.allowed:
+            await uow.commit()
+            return _refused(request, current, player_id, decision.reason, status_code=403)
+        try:
+            answer = await dsar.gathered(
+                current.uow, uow, player_id=player_id, keys=request.app.state.vault_keys,
+                actor=current.officer.actor, ctx=ctx,
+            )  # fmt: skip
+        except DomainError as error:
+            return _refused(request, current, player_id, error.message, status_code=404)
+        await uow.commit()
+    await current.uow.commit()
+    return Response(
+        orjson.dumps(answer, option=orjson.OPT_INDENT_2),
+        media_type="application/json",
+        headers={
+            "content-disposition": f'attachment; filename="dsar-{player_id}.json"',
+            "cache-control": "no-store",
+        },
     )

@@ -1,5 +1,6 @@
 """What the console shows of a player on one page: money, play, payments, decisions, limits,
-exclusions, KYC, AML and links. Reads only; every read is bounded (newest first, a page)."""
+exclusions, KYC, AML and links. Reads only; every read is bounded (newest first, a page);
+the DSAR export (dsar.py) reads all bets and payments through the same functions."""
 
 import uuid
 from dataclasses import dataclass
@@ -63,8 +64,8 @@ async def page(uow: UnitOfWork, player_id: uuid.UUID) -> PlayerPage:
         standing=await kyc.standing(uow, player_id),
         limits=shown_limits,
         exclusions=await rg.exclusions_in_force(uow, player_id),
-        bets=await _bets(uow, player_id, currency),
-        payments=await _payments(uow, player_id),
+        bets=await bets(uow, player_id, currency),
+        payments=await payments(uow, player_id),
         decisions=await sql.all_rows(
             uow,
             "SELECT id, action, effect, reason_code, reason, version, rule_ids, decided_at"
@@ -83,12 +84,15 @@ def _pending(pending: tuple[int | None, datetime] | None, currency: str) -> str:
     return f"{shown} from {effective_at:%Y-%m-%d %H:%M} UTC"
 
 
-async def _bets(uow: UnitOfWork, player_id: uuid.UUID, currency: str) -> list[dict[str, Any]]:
+async def bets(
+    uow: UnitOfWork, player_id: uuid.UUID, currency: str, *, limit: int | None = RECENT
+) -> list[dict[str, Any]]:
+    """The newest bets first (`limit` None: all of them)."""
     rows = await sql.all_rows(
         uow,
         "SELECT bet_ref, provider_code, status, stake, payout, currency, placed_at FROM bets"
         " WHERE player_id = %(p)s ORDER BY placed_at DESC, id DESC LIMIT %(n)s",
-        {"p": player_id, "n": RECENT},
+        {"p": player_id, "n": limit},
     )
     for row in rows:
         row["stake"] = format_minor(row["stake"], row["currency"] or currency)
@@ -96,12 +100,15 @@ async def _bets(uow: UnitOfWork, player_id: uuid.UUID, currency: str) -> list[di
     return rows
 
 
-async def _payments(uow: UnitOfWork, player_id: uuid.UUID) -> list[dict[str, Any]]:
+async def payments(
+    uow: UnitOfWork, player_id: uuid.UUID, *, limit: int | None = RECENT
+) -> list[dict[str, Any]]:
+    """The newest payments first (`limit` None: all of them)."""
     rows = await sql.all_rows(
         uow,
         "SELECT id, kind, state, amount, currency, provider, created_at FROM payments"
         " WHERE player_id = %(p)s ORDER BY created_at DESC, id DESC LIMIT %(n)s",
-        {"p": player_id, "n": RECENT},
+        {"p": player_id, "n": limit},
     )
     for row in rows:
         row["amount"] = format_minor(row["amount"], row["currency"])

@@ -2,7 +2,6 @@
 factor, sessions held by the server, CSRF on every form, throttled guessing, roles decided by
 the console ruleset and recorded."""
 
-import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -10,12 +9,11 @@ import pytest
 
 from app.console import demo
 from app.console.models import ROLES
-from compliance.vault import service as vault
 from compliance.vault.keys import LocalKeyFile
 from core import sql
 from core.uow import UnitOfWorkFactory
 from tests import console_support, factories
-from tests.conftest import CONSOLE_RULESET, CTX, Api, Clock
+from tests.conftest import CONSOLE_RULESET, Api, Clock
 from tests.console_support import Browser
 
 
@@ -298,22 +296,6 @@ def test_the_demo_officers_cover_every_role() -> None:
     assert sorted(role for _, _, role in demo.OFFICERS) == sorted(ROLES)
 
 
-async def player_with_personal_data(
-    uows: UnitOfWorkFactory, vault_uows: UnitOfWorkFactory, vault_keys: LocalKeyFile
-) -> uuid.UUID:
-    player = await factories.committed_player(uows, cash="10.00")
-    async with vault_uows() as uow:
-        await vault.store(
-            uow,
-            player_id=player,
-            data=vault.PersonalData(legal_name="Ilse Vella", email="ilse@example.org"),
-            keys=vault_keys,
-            ctx=CTX,
-        )
-        await uow.commit()
-    return player
-
-
 async def test_a_reveal_needs_the_role_the_second_factor_within_5_minutes_and_a_purpose(
     api: Api,
     browser: Browser,
@@ -322,7 +304,7 @@ async def test_a_reveal_needs_the_role_the_second_factor_within_5_minutes_and_a_
     vault_keys: LocalKeyFile,
     clock: Clock,
 ) -> None:
-    player = await player_with_personal_data(uows, vault_uows, vault_keys)
+    player = await console_support.player_with_personal_data(uows, vault_uows, vault_keys)
     officer = await console_support.officer(uows, "officer")
     await browser.sign_in(officer)
     page = f"/console/players/{player}"
@@ -376,7 +358,7 @@ async def test_an_auditor_is_refused_a_reveal_and_a_dpo_a_purpose_not_theirs(
     vault_uows: UnitOfWorkFactory,
     vault_keys: LocalKeyFile,
 ) -> None:
-    player = await player_with_personal_data(uows, vault_uows, vault_keys)
+    player = await console_support.player_with_personal_data(uows, vault_uows, vault_keys)
     page = f"/console/players/{player}"
     auditor = await console_support.officer(uows, "auditor")
     await browser.sign_in(auditor)
