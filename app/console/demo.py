@@ -35,17 +35,22 @@ def _passwords(path: Path) -> dict[str, str]:
 
 
 async def seed(uows: UnitOfWorkFactory, secrets_dir: Path) -> dict[str, str]:
-    """Activate the console ruleset unless one is, create the demo officers unless they exist;
-    returns their usernames and passwords."""
+    """Activate the newest console ruleset unless an operator activated one, create the demo
+    officers unless they exist; returns their usernames and passwords."""
     passwords = _passwords(secrets_dir / "demo-officers")
     async with uows() as uow:
-        active = await sql.scalar(
-            uow, "SELECT 1 FROM policy_activations WHERE jurisdiction = 'console'", {}
+        current = await sql.one(
+            uow,
+            "SELECT version, activated_by AS actor FROM policy_activations"
+            " WHERE jurisdiction = 'console' ORDER BY id DESC LIMIT 1",
+            {},
         )
-        if not active:
+        newest = ruleset.newest(console=True)
+        # The demo's own activation moves on to the newest version; an operator's stays.
+        if current is None or (current["actor"] == "demo" and current["version"] != newest):
             await registry.activate(
                 uow,
-                version=ruleset.newest(console=True),
+                version=newest,
                 jurisdiction=registry.CONSOLE,
                 actor="demo",
                 reason="demo: the newest console ruleset",
