@@ -1,12 +1,13 @@
 """API schemas, apart from the ORM models. Money is a JSON string with a pattern, never a number."""
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal, Self
 
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StrictBool, StringConstraints
 
+from core.clock import utc_now
 from core.money import AMOUNT_PATTERN, CURRENCY_PATTERN, format_minor
 from core.players import Wallet
 
@@ -53,6 +54,16 @@ _EXAMPLE_BET = _EXAMPLE_IDS | {
 
 # A player named in a path: the parameter of every per-player operation.
 PlayerId = Annotated[uuid.UUID, Path(description="The player's id", examples=[EXAMPLE_PLAYER_ID])]
+
+
+def _ahead(days: int) -> str:
+    """An example instant `days` after the process started, at midnight UTC: an example end
+    of an exclusion stays one the API accepts on whatever day /docs is read (a time-out lasts
+    24 hours to 6 weeks, a self-exclusion at least 6 months)."""
+    return (utc_now() + timedelta(days=days)).strftime("%Y-%m-%dT00:00:00Z")
+
+
+_TIME_OUT_END, _SELF_EXCLUSION_END = _ahead(21), _ahead(365)
 
 
 def _example(**fields: JsonValue) -> ConfigDict:
@@ -428,11 +439,11 @@ class LimitChanged(BaseModel):
 
 
 class ExclusionRequest(Strict):
-    model_config = _example(kind="time_out", until="2026-12-24T00:00:00Z", reason="asked by phone")
+    model_config = _example(kind="time_out", until=_TIME_OUT_END, reason="asked by phone")
     kind: Literal["time_out", "self_exclusion"]
     until: str | None = Field(
         description="RFC 3339 end; null only for an indefinite self-exclusion",
-        examples=["2027-06-01T00:00:00Z"],
+        examples=[_SELF_EXCLUSION_END],
     )
     reason: Label
 
@@ -477,11 +488,11 @@ class PlayerLimitRequest(Strict):
 
 
 class PlayerExclusionRequest(Strict):
-    model_config = _example(kind="time_out", until="2026-12-24T00:00:00Z", reason="a break")
+    model_config = _example(kind="time_out", until=_TIME_OUT_END, reason="a break")
     kind: Literal["time_out", "self_exclusion"]
     until: str | None = Field(
         description="RFC 3339 end; null only for an indefinite self-exclusion",
-        examples=["2027-06-01T00:00:00Z"],
+        examples=[_SELF_EXCLUSION_END],
     )
     reason: Label | None = Field(default=None, description="In the player's own words")
 
