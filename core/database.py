@@ -72,12 +72,19 @@ def ensure_database(owner: URL) -> None:
     maintenance.dispose()
 
 
+# The advisory lock key migrations hold (any constant; "pitwarden" as 8 bytes, big-endian).
+MIGRATION_LOCK = int.from_bytes(b"pitwarde", "big", signed=True)
+
+
 def migrate(
     owner: URL, *, app_password: str | None = None, vault_password: str | None = None
 ) -> None:
-    """Apply every migration as the owner, then set the roles' passwords."""
+    """Apply every migration as the owner, then set the roles' passwords: in one transaction
+    under an advisory lock, so two processes starting at once (a server and a CLI command) take
+    turns instead of racing on the same catalog rows ("tuple concurrently updated")."""
     engine = create_engine_sync(owner)
     with engine.begin() as conn:
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
         cfg.attributes["connection"] = conn

@@ -1,13 +1,21 @@
 """DATABASE_URL mode: migrations run as the owner; the server connects as the restricted role."""
 
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import sqlalchemy as sa
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
-from core.database import MIGRATIONS_DIR, DatabaseUrls, create_engine_sync, prepare
+from core.database import (
+    MIGRATIONS_DIR,
+    DatabaseUrls,
+    create_engine_sync,
+    ensure_database,
+    migrate,
+    prepare,
+)
 from core.settings import Settings
 from tests.conftest import ROOT
 
@@ -62,3 +70,23 @@ def head_revision() -> str:
     head = ScriptDirectory.from_config(cfg).get_current_head()
     assert head is not None
     return head
+
+
+def test_servers_and_commands_starting_together_all_start(db_urls: DatabaseUrls) -> None:
+    """Each start migrates and sets the roles' passwords; several at once take turns (without
+    the advisory lock PostgreSQL refuses some: "tuple concurrently updated")."""
+    name = f"together_{uuid.uuid4().hex[:8]}"
+    owner_url = db_urls.owner.set(database=name)
+    ensure_database(owner_url)
+    migrate(owner_url)
+
+    def start(_: int) -> None:
+        for _ in range(5):
+            migrate(owner_url, app_password="s3cret-one", vault_password="s3cret-two")
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        list(pool.map(start, range(6)))  # re-raises the first failure
+    app = create_engine_sync(owner_url.set(username="pitwarden_app", password="s3cret-one"))
+    with app.connect() as conn:
+        assert conn.scalar(sa.text("SELECT current_user")) == "pitwarden_app"
+    app.dispose()
