@@ -226,6 +226,11 @@ async def record_failure(
 # -- the second factor ---------------------------------------------------------------------
 
 
+def new_password() -> str:
+    """A generated password for a new or reset local account, shown once."""
+    return secrets.token_urlsafe(15)
+
+
 def new_totp_secret() -> str:
     return pyotp.random_base32()
 

@@ -124,6 +124,10 @@ CONSOLE_EVENTS = (
     "console.approval_decided",
     "console.approval_requested",
     "console.officer_created",
+    "console.officer_disabled",
+    "console.officer_enabled",
+    "console.officer_role_changed",
+    "console.officer_sign_in_reset",
     "console.passkey_added",
     "console.session_ended",
     "console.sign_in_failed",
@@ -233,5 +237,11 @@ def _what(event: str, data: dict[str, Any]) -> str:
         "console.stepped_up": f"second factor confirmed ({data.get('factor')})",
         "console.totp_enrolled": "authenticator enrolled",
         "console.officer_created": f"officer created ({data.get('role')})",
+        "console.officer_role_changed": f"officer {str(data.get('officer_id'))[:8]}'s role"
+        f" changed: {data.get('from')} → {data.get('to')}",
+        "console.officer_disabled": f"officer {str(data.get('officer_id'))[:8]} disabled",
+        "console.officer_enabled": f"officer {str(data.get('officer_id'))[:8]} enabled",
+        "console.officer_sign_in_reset": f"officer {str(data.get('officer_id'))[:8]}'s sign-in"
+        " reset",
     }
     return details.get(event, event)

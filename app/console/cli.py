@@ -2,7 +2,6 @@
 later). Registered by app/cli.py; opens the database as its commands do, through app.runtime."""
 
 import json
-import secrets
 from typing import Annotated
 
 import typer
@@ -33,7 +32,7 @@ def create_command(
     factor is enrolled at the first sign-in); an OIDC account signs in at its provider."""
     if (oidc_issuer is None) != (oidc_subject is None):
         raise typer.BadParameter("--oidc-issuer and --oidc-subject go together")
-    password = None if oidc_issuer else secrets.token_urlsafe(15)
+    password = None if oidc_issuer else accounts.new_password()
 
     async def work(uows: UnitOfWorkFactory) -> None:
         async with uows() as uow:

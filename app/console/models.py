@@ -158,3 +158,4 @@ class OfficerPasskey(Base):
     name: Mapped[str] = mapped_column(sa.Text)
     created_at: Mapped[datetime] = mapped_column(TS)
     last_used_at: Mapped[datetime | None] = mapped_column(TS)
+    revoked_at: Mapped[datetime | None] = mapped_column(TS)

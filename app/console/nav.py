@@ -17,6 +17,7 @@ LINKS = (
     ("/console/rulesets", "Rulesets", "console.rulesets.view"),
     ("/console/audit", "Audit log", "console.audit.view"),
     ("/console/activity", "Activity", "console.activity.view"),
+    ("/console/officers", "Officers", "console.officers.manage"),
     ("/console/sessions", "My sessions", "console.sessions.own"),
     ("/console/security", "Security", "console.sessions.own"),
 )

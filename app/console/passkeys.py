@@ -65,7 +65,7 @@ async def of_officer(uow: UnitOfWork, officer_id: uuid.UUID) -> list[Passkey]:
     rows = await sql.all_rows(
         uow,
         "SELECT credential_id, name, created_at, last_used_at FROM officer_passkeys"
-        " WHERE officer_id = %(o)s ORDER BY created_at",
+        " WHERE officer_id = %(o)s AND revoked_at IS NULL ORDER BY created_at",
         {"o": officer_id},
     )
     return [
@@ -233,7 +233,7 @@ async def _verified(
     row = await sql.one(
         uow,
         "SELECT officer_id, public_key, sign_count FROM officer_passkeys"
-        " WHERE credential_id = %(id)s",
+        " WHERE credential_id = %(id)s AND revoked_at IS NULL",
         {"id": credential_id},
     )
     if row is None:

@@ -10,6 +10,7 @@ from fastapi.staticfiles import StaticFiles
 from app.console import (
     audit_pages,
     decisions_pages,
+    officers_pages,
     pages,
     passkeys,
     payments_pages,
@@ -53,6 +54,7 @@ def install(app: FastAPI) -> None:
     app.include_router(personal.router)
     app.include_router(protections.router)
     app.include_router(standing.router)
+    app.include_router(officers_pages.router)
     app.include_router(payments_pages.router)
     app.include_router(passkeys.router)
     app.include_router(decisions_pages.router)
