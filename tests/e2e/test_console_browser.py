@@ -256,6 +256,21 @@ async def test_axe_finds_nothing_serious_or_critical_on_the_main_pages(
         await page.goto(f"{demo.url}/console/players/{PLAYER}")
         await expect(heading(page)).to_have_text("Not allowed")
         findings["refused"] = await chromium.axe_findings(page)
+        await page.goto(f"{demo.url}/console/officers")
+        await expect(heading(page)).to_have_text("Officers")
+        findings["officers"] = await chromium.axe_findings(page)
+    async with new_page(browser, bypass_csp=True) as page:
+        await chromium.sign_in(page, demo.url, demo.officers["dpo"])
+        await page.goto(f"{demo.url}/console/players/{PLAYER}")
+        await expect(page.get_by_role("button", name=re.compile("subject access"))).to_be_visible()
+        findings["player, as the DPO"] = await chromium.axe_findings(page)
+    async with new_page(browser, bypass_csp=True) as page:
+        await chromium.sign_in(page, demo.url, demo.officers["officer"])
+        await page.goto(f"{demo.url}/console/players/{PLAYER}")
+        await expect(page.get_by_label("KYC level")).to_be_visible()
+        findings["player, as an officer"] = await chromium.axe_findings(page)
+        await page.goto(f"{demo.url}/console/approvals")
+        findings["four-eyes"] = await chromium.axe_findings(page)
     assert findings == {page: [] for page in findings}
 
 
