@@ -1,5 +1,5 @@
 """A small demo: two game providers, an operator tool, a regulator, three funded players with
-(invented) personal data in the vault, FX rates.
+(invented) personal data in the vault, FX rates, a few rounds and one refusal.
 
 Idempotent: a second run finds the demo and prints its credentials again.
 """
@@ -12,11 +12,12 @@ import sqlalchemy as sa
 
 from app.console import demo as console_demo
 from app.gating import build_gate
+from compliance import rg
 from compliance.vault import service as vault
 from compliance.vault.keys import KeyProvider
 from compliance.vault.service import PersonalData
-from core import clients, fx, players, sql, wallets
-from core.errors import Conflict
+from core import clients, fx, players, rounds, sql, wallets
+from core.errors import Conflict, DomainError
 from core.guard import Guard
 from core.journal import EventContext
 from core.models import ApiClient
@@ -80,7 +81,9 @@ def seeder(
 ) -> Callable[[UnitOfWorkFactory, UnitOfWorkFactory], Awaitable[None]]:
     async def seed_both(uows: UnitOfWorkFactory, vault_uows: UnitOfWorkFactory) -> None:
         await activate_rules(uows)
-        await seed(uows, build_gate(settings, vault_uows, keys), client_secrets)
+        gate = build_gate(settings, vault_uows, keys)
+        await seed(uows, gate, client_secrets)
+        await play(uows, gate)
         officers = await console_demo.seed(uows, settings.data_dir / "secrets")
         console_demo.print_logins(officers, f"http://{settings.host}:{settings.port}")
         for player_id, data in PERSONAL.items():
@@ -92,6 +95,62 @@ def seeder(
                 await uow.commit()
 
     return seed_both
+
+
+# The first player's rounds: (stake, payout) in EUR; won, lost, pushed and lost again, so the
+# player ends where the demo's banner says (370.00 cash) with a history to look at.
+ROUNDS = (("5.00", "12.50"), ("2.00", "0"), ("10.00", "10.00"), ("5.50", "0"))
+
+
+async def play(uows: UnitOfWorkFactory, gate: Guard) -> None:
+    """A little play, once: the first player's rounds, and the second player's wager limit of
+    EUR 20.00 a day with a bet of 50.00 it then refuses. The console and the player's page have
+    bets, decisions and a refusal to show."""
+    first, second = PLAYERS[0][0], PLAYERS[1][0]
+    provider = PROVIDERS[0][1]
+    async with uows() as uow:
+        played = await sql.scalar(
+            uow, "SELECT 1 FROM bets WHERE player_id = %(p)s LIMIT 1", {"p": first}
+        )
+        if played:
+            return
+        for n, (stake, payout) in enumerate(ROUNDS, start=1):
+            ref = f"demo-{n}"
+            await rounds.place_bet(
+                uow,
+                rounds.PlaceBet(
+                    provider, str(uuid.uuid4()), first, ref, ref, "starburst",
+                    parse_amount(stake, "EUR"),
+                ),
+                CTX,
+                guard=gate,
+            )  # fmt: skip
+            await rounds.settle_bet(
+                uow,
+                rounds.SettleBet(
+                    provider, str(uuid.uuid4()), first, ref, ref,
+                    parse_amount(payout, "EUR", allow_zero=True), close_round=True,
+                ),
+                CTX,
+                guard=gate,
+            )  # fmt: skip
+        await rg.set_limit(
+            uow, player_id=second, kind="wager", period="24h", amount=2000,
+            actor=f"player:{second}", ctx=CTX,
+        )  # fmt: skip
+        await uow.commit()
+    async with uows() as uow:
+        over = rounds.PlaceBet(
+            provider, str(uuid.uuid4()), second, "demo-over", "demo-over", "starburst",
+            parse_amount("50.00", "EUR"),
+        )  # fmt: skip
+        try:
+            await rounds.place_bet(uow, over, CTX, guard=gate)
+        except DomainError as refused:  # refused by the limit: the decision is kept
+            await uow.rollback()
+            for write in refused.kept:
+                await write(uow)
+        await uow.commit()
 
 
 async def activate_rules(uows: UnitOfWorkFactory) -> None:

@@ -4,6 +4,7 @@ deleted afterwards. The pictures go to docs/console/, where the README shows the
 keys and dates in them are that throwaway server's."""
 
 import asyncio
+import re
 import shutil
 import uuid
 
@@ -49,10 +50,33 @@ async def _take(demo: Demo) -> None:
         await chromium.sign_in(laptop, demo.url, officer)  # a second session to list
         await desk.goto(f"{demo.url}/console/sessions")
         await _shoot(desk, "sessions")
+        await desk.goto(f"{demo.url}/console/decisions?outcome=deny")
+        await _shoot(desk, "decisions")
+        await desk.locator("a[href^='/console/decisions/']").first.click()
+        await _shoot(desk, "decision")
+        await desk.get_by_role("button", name=re.compile("^Replay under")).click()
+        await _shoot(desk, "replay")
+        await desk.goto(f"{demo.url}/console/players/{PLAYER}")
+        await desk.get_by_label("KYC level").select_option("verified")
+        await desk.get_by_label("Reason", exact=True).first.fill("passport seen on a video call")
+        await desk.get_by_role("button", name="Change the KYC level").click()
+        await _shoot(desk, "four-eyes")
+        await desk.goto(f"{demo.url}/console/payments")
+        await _shoot(desk, "payments")
+        await desk.goto(f"{demo.url}/console/rulesets/compare?from=2026-11-v2&to=2026-11-v3")
+        await _shoot(desk, "ruleset-diff")
+        await desk.goto(f"{demo.url}/console/audit")
+        await _shoot(desk, "audit")
+        mlro = await _page(browser)
+        await chromium.sign_in(mlro, demo.url, demo.officers["mlro"])
+        await mlro.goto(f"{demo.url}/console/kill-switches")
+        await _shoot(mlro, "kill-switches")
         other = await _page(browser)
         await chromium.sign_in(other, demo.url, admin)
         await other.goto(f"{demo.url}/console/players/{PLAYER}")
         await _shoot(other, "refused")
+        await other.goto(f"{demo.url}/console/officers")
+        await _shoot(other, "officers")
         await browser.close()
 
 
