@@ -4,9 +4,9 @@ A ruleset is `policies/rulesets/<version>/` holding `manifest.json` (version, ju
 effective date, description and the declared facts), `model.conf` (the pycasbin model),
 `policy.csv` (the rules) and `reasons.json` (what each reason code says, and its category);
 since 2026-12-v1 also `appeals.json` (whether each deny rule's refusals may be appealed, and
-when not, why in words for the player). The hash covers every file in the directory, names included, so a decision that records
-(version, hash) can be replayed against exactly the rules that made it, and `load` refuses a
-directory whose files changed after its hash was registered.
+when not, why in words for the player). The hash covers every file in the directory, names
+included, so a decision that records (version, hash) can be replayed against exactly the rules
+that made it, and `load` refuses a directory whose files changed after its hash was registered.
 
 Loading reads the directory once into memory and both hashes and parses that one snapshot, so a
 file rewritten between the two cannot slip through. Everything a decision relies on is checked
@@ -93,7 +93,7 @@ class Appealability:
     rule_id: str | None = None
 
 
-APPEALABLE = Appealability(True)
+APPEALABLE = Appealability(appealable=True)
 
 
 @dataclass(frozen=True)
@@ -347,35 +347,7 @@ def _appeals(version: str, value: dict[str, object], rules: tuple[Rule, ...]) ->
     unknown = sorted(set(value) - {"_about", "why_not", "no_rule", "rules"})
     if unknown:
         raise RulesetError(f"{where}: unknown keys {unknown}")
-    texts = value.get("why_not")
-    if not isinstance(texts, dict):
-        raise RulesetError(f"{where}: why_not must map each key to its words by locale")
-    why_not: dict[str, dict[str, str]] = {}
-    for key, words in texts.items():
-        if not _NAME.match(key):
-            raise RulesetError(f"{where}: why_not: {key!r} is not a lower_snake_case key")
-        if not isinstance(words, dict) or not all(isinstance(v, str) for v in words.values()):
-            raise RulesetError(f"{where}: why_not: {key}: must map locales to strings")
-        _string(version, f"{APPEALS}: why_not: {key}: en", words.get("en"))
-        why_not[key] = dict(words)
-
-    def entry(name: str, raw: object, rule_id: str | None) -> Appealability:
-        if not isinstance(raw, dict) or not set(raw) <= {"appealable", "why_not"}:
-            raise RulesetError(f"{where}: {name}: an object with appealable (and why_not)")
-        appealable, because = raw.get("appealable"), raw.get("why_not")
-        if not isinstance(appealable, bool):
-            raise RulesetError(f"{where}: {name}: appealable must be true or false")
-        if appealable:
-            if because is not None:
-                raise RulesetError(f"{where}: {name}: an appealable rule has no why_not")
-            return APPEALABLE
-        if because not in why_not:
-            raise RulesetError(
-                f"{where}: {name}: a rule that may not be appealed says why: why_not must be "
-                f"one of {sorted(why_not)}, not {because!r}"
-            )
-        return Appealability(False, why_not[str(because)], rule_id)
-
+    why_not = _why_not(where, value.get("why_not"))
     listed = value.get("rules")
     if not isinstance(listed, dict):
         raise RulesetError(f"{where}: rules must map each deny rule id to its appealability")
@@ -388,9 +360,47 @@ def _appeals(version: str, value: dict[str, object], rules: tuple[Rule, ...]) ->
             f"not deny rules of {POLICY} {extra}"
         )
     return Appeals(
-        rules={rule_id: entry(f"rules: {rule_id}", listed[rule_id], rule_id) for rule_id in deny},
-        no_rule=entry("no_rule", value.get("no_rule"), None),
+        rules={
+            rule_id: _appealability(f"{where}: rules: {rule_id}", listed[rule_id], why_not, rule_id)
+            for rule_id in deny
+        },
+        no_rule=_appealability(f"{where}: no_rule", value.get("no_rule"), why_not, None),
     )
+
+
+def _why_not(where: str, texts: object) -> dict[str, dict[str, str]]:
+    if not isinstance(texts, dict):
+        raise RulesetError(f"{where}: why_not must map each key to its words by locale")
+    why_not: dict[str, dict[str, str]] = {}
+    for key, words in texts.items():
+        if not _NAME.match(key):
+            raise RulesetError(f"{where}: why_not: {key!r} is not a lower_snake_case key")
+        if not isinstance(words, dict) or not all(isinstance(v, str) for v in words.values()):
+            raise RulesetError(f"{where}: why_not: {key}: must map locales to strings")
+        if not str(words.get("en", "")).strip():
+            raise RulesetError(f"{where}: why_not: {key}: en must be a non-empty string")
+        why_not[key] = dict(words)
+    return why_not
+
+
+def _appealability(
+    where: str, raw: object, why_not: dict[str, dict[str, str]], rule_id: str | None
+) -> Appealability:
+    if not isinstance(raw, dict) or not set(raw) <= {"appealable", "why_not"}:
+        raise RulesetError(f"{where}: an object with appealable (and why_not)")
+    appealable, because = raw.get("appealable"), raw.get("why_not")
+    if not isinstance(appealable, bool):
+        raise RulesetError(f"{where}: appealable must be true or false")
+    if appealable:
+        if because is not None:
+            raise RulesetError(f"{where}: an appealable rule has no why_not")
+        return APPEALABLE
+    if not isinstance(because, str) or because not in why_not:
+        raise RulesetError(
+            f"{where}: a rule that may not be appealed says why: why_not must be "
+            f"one of {sorted(why_not)}, not {because!r}"
+        )
+    return Appealability(appealable=False, why_not=why_not[because], rule_id=rule_id)
 
 
 def _model(version: str, text: str) -> Model:

@@ -12,6 +12,8 @@ between officer and player; the notification outbox.
   the officers' side (slice 2).
 - `appeal_messages`: officer and player write to each other; every body is sealed in the vault
   (it may hold personal data), only its token is here. Append-only.
+- the vault's reveal rule `player` / `own_appeal` / `document_image`: the player reads back what
+  they wrote and what the officer wrote to them.
 - `notification_outbox`: what the player is to be told (a kind and an appeal, never words that
   could hold personal data); a sender marks a row delivered, once.
 
@@ -94,6 +96,12 @@ GRANT UPDATE (state, acknowledged_at, clock_paused_at, resolution_due_at, decide
     decided_by, outcome, outcome_reason, adr_body, updated_at) ON appeals TO pitwarden_app;
 GRANT UPDATE (delivered_at) ON notification_outbox TO pitwarden_app;
 """)
+    # The player reads back, on their own page, what they wrote in their appeals (and what the
+    # officer wrote to them): documents of their own, revealed and journaled like any other.
+    op.execute(
+        "INSERT INTO vault.reveal_rules (actor_role, purpose, field)"
+        " VALUES ('player', 'own_appeal', 'document_image')"
+    )
 
 
 def _player_sessions() -> None:
@@ -346,6 +354,7 @@ ALTER TABLE notification_outbox ENABLE ALWAYS TRIGGER notification_outbox_delive
 
 
 def downgrade() -> None:
+    op.execute("DELETE FROM vault.reveal_rules WHERE actor_role = 'player'")
     op.drop_table("notification_outbox")
     op.drop_table("appeal_messages")
     op.drop_table("appeal_transitions")

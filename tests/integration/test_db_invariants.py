@@ -16,7 +16,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-import app.console.models  # noqa: F401 - the console's tables
+import app.console.models  # the console's tables
 import app.player.models  # noqa: F401 - the player page's sessions
 import audit.models  # noqa: F401 - the audit tables belong to the schema too
 import compliance.models  # noqa: F401 - the responsible-gambling tables
