@@ -72,6 +72,7 @@ class Refusal:
     appealability: Appealability
     appeal_until: datetime  # the end of the appeal window (it may have passed)
     open_appeal_id: uuid.UUID | None  # an appeal of it that is still open
+    jurisdiction: str  # the player's, whose settings give the window and the deadlines
 
     def may_appeal(self, now: datetime) -> bool:
         return self.appealability.appealable and now < self.appeal_until and not self.open_appeal_id
@@ -90,7 +91,7 @@ _REFUSAL = (
 )
 
 
-async def _jurisdiction(uow: UnitOfWork, player_id: uuid.UUID) -> str:
+async def jurisdiction_of(uow: UnitOfWork, player_id: uuid.UUID) -> str:
     country = await sql.scalar(
         uow, "SELECT jurisdiction FROM players WHERE id = %(p)s", {"p": player_id}
     )
@@ -119,6 +120,7 @@ def _refusal(row: dict[str, Any], country: str, settings: Jurisdictions) -> Refu
         appealability=loaded.appealability(rule_ids),
         appeal_until=decided_at + timedelta(days=settings.of(country).appeal_window_days),
         open_appeal_id=open_appeal,
+        jurisdiction=country,
     )
 
 
@@ -127,7 +129,7 @@ async def refusals(
 ) -> list[Refusal]:
     """The player's newest refusals (at most `limit`), newest first, each with whether it may
     be appealed and until when, or why not."""
-    country = await _jurisdiction(uow, player_id)
+    country = await jurisdiction_of(uow, player_id)
     rows = await sql.all_rows(
         uow,
         _REFUSAL + " WHERE d.player_id = %(p)s AND d.effect = 'deny'"
@@ -135,6 +137,24 @@ async def refusals(
         {"p": player_id, "n": limit},
     )
     return [_refusal(row, country, settings) for row in rows]
+
+
+async def refusal_of(
+    uow: UnitOfWork, *, player_id: uuid.UUID, decision_id: uuid.UUID, settings: Jurisdictions
+) -> Refusal:
+    """One of the player's refusals: another player's decision is 404 `unknown_decision`, as
+    one that does not exist; a decision that allowed is 409 `not_a_refusal`."""
+    country = await jurisdiction_of(uow, player_id)
+    row = await sql.one(
+        uow,
+        _REFUSAL + " WHERE d.id = %(d)s AND d.player_id = %(p)s",
+        {"d": decision_id, "p": player_id},
+    )
+    if row is None:
+        raise NotFound("unknown_decision", "you have no decision with this id")
+    if row["effect"] != "deny":
+        raise Conflict("not_a_refusal", "this decision allowed what was asked: nothing to appeal")
+    return _refusal(row, country, settings)
 
 
 # -- filing ----------------------------------------------------------------------------------
@@ -208,17 +228,7 @@ async def check_filing(
         "SELECT pg_advisory_xact_lock(hashtextextended('appeal:' || %(d)s::text, 0))",
         {"d": decision_id},
     )
-    country = await _jurisdiction(uow, player_id)
-    row = await sql.one(
-        uow,
-        _REFUSAL + " WHERE d.id = %(d)s AND d.player_id = %(p)s",
-        {"d": decision_id, "p": player_id},
-    )
-    if row is None:
-        raise NotFound("unknown_decision", "you have no decision with this id")
-    if row["effect"] != "deny":
-        raise Conflict("not_a_refusal", "this decision allowed what was asked: nothing to appeal")
-    refusal = _refusal(row, country, settings)
+    refusal = await refusal_of(uow, player_id=player_id, decision_id=decision_id, settings=settings)
     if not refusal.appealability.appealable:
         raise Conflict(
             "not_appealable",
@@ -238,7 +248,7 @@ async def check_filing(
             "this refusal is already under appeal",
             appeal_id=str(refusal.open_appeal_id),
         )
-    return Filing(player_id, decision_id, country, refusal.appeal_until)
+    return Filing(player_id, decision_id, refusal.jurisdiction, refusal.appeal_until)
 
 
 class Notifier(Protocol):
@@ -292,12 +302,6 @@ async def file(
     resolution_due = uow.now + timedelta(days=rules.appeal_resolution_days)
     await sql.run(
         uow,
-        "INSERT INTO appeal_transitions (appeal_id, from_state, to_state, actor, at)"
-        " VALUES (%(a)s, NULL, 'filed', %(actor)s, %(now)s)",
-        {"a": appeal_id, "actor": ctx.actor, "now": uow.now},
-    )
-    await sql.run(
-        uow,
         "INSERT INTO appeals (id, player_id, decision_id, jurisdiction, state, explanation_token,"
         " document_tokens, filed_at, ack_due_at, resolution_due_at, updated_at)"
         " VALUES (%(a)s, %(p)s, %(d)s, %(j)s, 'filed', %(t)s, %(docs)s, %(now)s, %(ack)s,"
@@ -313,6 +317,12 @@ async def file(
             "ack": ack_due,
             "due": resolution_due,
         },
+    )
+    await sql.run(
+        uow,
+        "INSERT INTO appeal_transitions (appeal_id, from_state, to_state, actor, at)"
+        " VALUES (%(a)s, NULL, 'filed', %(actor)s, %(now)s)",
+        {"a": appeal_id, "actor": ctx.actor, "now": uow.now},
     )
     await journal.record(
         uow,
