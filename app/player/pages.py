@@ -59,11 +59,18 @@ def _settings(request: Request) -> Jurisdictions:
     return jurisdictions.load(path)
 
 
-def _uuid(value: str, code: str, what: str) -> uuid.UUID:
+def _decision(value: str) -> uuid.UUID:
     try:
         return uuid.UUID(value.strip())
     except ValueError:
-        raise NotFound(code, f"you have no {what} with this id") from None
+        raise NotFound("unknown_decision", "you have no decision with this id") from None
+
+
+def _appeal(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value.strip())
+    except ValueError:
+        raise NotFound("unknown_appeal", "you have no appeal with this id") from None
 
 
 # -- the way in: a player token, exchanged once ----------------------------------------------
@@ -174,7 +181,7 @@ async def appeal_form(decision_id: str, request: Request, uow: Uow) -> Response:
     try:
         me = await web.current(request, uow)
         settings = _settings(request)
-        found = _uuid(decision_id, "unknown_decision", "decision")
+        found = _decision(decision_id)
         filing = await appeals.check_filing(
             uow, player_id=me.player_id, decision_id=found, settings=settings
         )
@@ -213,7 +220,7 @@ async def file_appeal(
     try:
         me = await web.current(request, uow)
         await web.checked_csrf(request, me, csrf)
-        found = _uuid(decision_id, "unknown_decision", "decision")
+        found = _decision(decision_id)
         text = appeals.checked_explanation(explanation)
         papers: list[tuple[str, bytes]] = []
         if document is not None and document.filename:
@@ -274,7 +281,7 @@ async def appeal(appeal_id: str, request: Request, uow: Uow) -> Response:
         found = await appeals.status(
             uow,
             player_id=me.player_id,
-            appeal_id=_uuid(appeal_id, "unknown_appeal", "appeal"),
+            appeal_id=_appeal(appeal_id),
         )
         refusal = await appeals.refusal_of(
             uow, player_id=me.player_id, decision_id=found.decision_id, settings=_settings(request)
