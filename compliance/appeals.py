@@ -39,7 +39,6 @@ from policies.ruleset import Appealability
 
 MAX_EXPLANATION_CHARS = 4000
 MAX_DOCUMENT_BYTES = 48 * 1024  # with the explanation, within the 64 KiB body limit
-MAX_DOCUMENTS = 1
 DOCUMENT_TYPES = {  # what a scan or a photo of a paper may be, told by its first bytes
     "application/pdf": b"%PDF-",
     "image/png": b"\x89PNG\r\n\x1a\n",

@@ -204,7 +204,7 @@ def the_player_sees_why_and_that_it_cannot_be_appealed(banner: str) -> None:
         page = browser.get(link.group(0).split("/player/")[0] + "/player")
     assert page.status_code == 200, page.text
     assert "Betting and deposits are not available from your jurisdiction." in page.text
-    assert "This refusal cannot be appealed. Betting and deposits are not permitted" in page.text
+    assert "cannot be appealed.</strong> Betting and deposits are not permitted" in page.text
 
 
 def test_serve_demo_answers_signed_requests_and_stops_cleanly(data_dir: Path) -> None:

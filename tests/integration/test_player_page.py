@@ -196,7 +196,7 @@ async def test_every_refusal_in_plain_words_with_whether_and_until_when_it_may_b
     assert f'href="/player/refusals/{limited}/appeal"' in page
     assert "Gamblers Anonymous" in page or "<li><a href=" in page  # help for Malta's players
     assert "Your account is on a time-out" in page
-    assert "This refusal cannot be appealed. You chose this break yourself." in page
+    assert "cannot be appealed.</strong> You chose this break yourself." in page
     assert f'href="/player/refusals/{timed_out}/appeal"' not in page
     assert "Time-out from" in page  # the break itself, with the limits
 
