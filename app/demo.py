@@ -10,13 +10,14 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
+from app import player_auth
 from app.console import demo as console_demo
 from app.gating import build_gate
 from compliance import rg
 from compliance.vault import service as vault
 from compliance.vault.keys import KeyProvider
 from compliance.vault.service import PersonalData
-from core import clients, fx, players, rounds, sql, wallets
+from core import clients, fx, journal, players, rounds, sql, wallets
 from core.errors import Conflict, DomainError
 from core.guard import Guard
 from core.journal import EventContext
@@ -93,6 +94,7 @@ def seeder(
                 except Conflict:  # stored by an earlier run
                     continue
                 await uow.commit()
+        await print_player_link(uows, settings)
 
     return seed_both
 
@@ -151,6 +153,27 @@ async def play(uows: UnitOfWorkFactory, gate: Guard) -> None:
             for write in refused.kept:
                 await write(uow)
         await uow.commit()
+
+
+async def print_player_link(uows: UnitOfWorkFactory, settings: Settings) -> None:
+    """The link the casino's front end would give the first demo player: a fresh player token
+    (15 minutes, one use) for the player's page, minted and journaled as the API mints one."""
+    player_id = PLAYERS[0][0]
+    async with uows() as uow:
+        minted = player_auth.tokens(settings).mint(player_id, now=uow.now)
+        await journal.record(
+            uow,
+            "player.token_issued",
+            ctx=CTX,
+            player_id=player_id,
+            data={"token_id": minted.token_id, "expires_at": journal.rfc3339(minted.expires_at)},
+        )
+        await uow.commit()
+    print(
+        f"Player page of {player_id} (one use, within 15 minutes; a new one at every start,"
+        f" or POST /v1/admin/players/{{id}}/session as {OPERATOR}):\n"
+        f"  http://{settings.host}:{settings.port}/player/start?token={minted.token}"
+    )
 
 
 async def activate_rules(uows: UnitOfWorkFactory) -> None:

@@ -19,6 +19,7 @@ from app.api import admin, audit, health, kyc, me, payments, rg, vault, wallet
 from app.console import wiring as console
 from app.gating import build_cashier, build_gate
 from app.outage import DatabaseWatch
+from app.player import pages as player
 from app.runtime import client_secrets, seal_clear_client_secrets, vault_keys
 from audit import keys
 from compliance import jurisdictions
@@ -215,8 +216,7 @@ def create_app(
         '{"error": {"code", "message", "details"}}, its codes listed with each operation.',
         lifespan=lifespan,
     )
-    app.state.settings = settings
-    app.state.uow_factory = uow_factory
+    app.state.settings, app.state.uow_factory = settings, uow_factory
     app.state.vault_uow_factory = vault_uow_factory
     app.state.vault_keys = vault_key_provider or vault_keys(settings)
     app.state.client_secrets = client_secrets_sealer or client_secrets(settings)
@@ -241,6 +241,7 @@ def create_app(
     app.include_router(rg.router)
     app.include_router(kyc.router)
     app.include_router(me.router)
+    player.install(app)  # the player's page, beside their API
     app.include_router(payments.router)
 
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)

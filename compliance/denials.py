@@ -29,6 +29,8 @@ class Denial:
     policy_version: str
     decided_at: datetime
     help: tuple[Contact, ...]
+    rule_ids: tuple[str, ...] = ()  # the deny rules that matched (none: no rule allowed it)
+    content_hash: str = ""  # of the ruleset version that decided
 
 
 async def recent(uow: UnitOfWork, *, player_id: uuid.UUID, limit: int) -> list[Denial]:
@@ -40,7 +42,7 @@ async def recent(uow: UnitOfWork, *, player_id: uuid.UUID, limit: int) -> list[D
         raise NotFound("unknown_player", "no such player", player_id=str(player_id))
     rows = await sql.all_rows(
         uow,
-        "SELECT id, action, version, content_hash, reason_code, decided_at"
+        "SELECT id, action, version, content_hash, rule_ids, reason_code, decided_at"
         " FROM policy_decisions WHERE player_id = %(p)s AND effect = 'deny'"
         " ORDER BY decided_at DESC, id LIMIT %(n)s",
         {"p": player_id, "n": min(limit, MAX_LISTED)},
@@ -61,6 +63,8 @@ async def recent(uow: UnitOfWork, *, player_id: uuid.UUID, limit: int) -> list[D
                 policy_version=row["version"],
                 decided_at=row["decided_at"],
                 help=contacts_for(country) if category == "responsible_gambling" else (),
+                rule_ids=tuple(row["rule_ids"]),
+                content_hash=row["content_hash"],
             )
         )
     return denials

@@ -1,5 +1,6 @@
-"""Per-jurisdiction settings: blocked or not, the due-diligence threshold, and the amount from
-which a withdrawal waits for an officer's approval.
+"""Per-jurisdiction settings: blocked or not, the due-diligence threshold, the amount from
+which a withdrawal waits for an officer's approval, and the appeals' clock (how long a refusal
+may be appealed, and within how many days an appeal is acknowledged and resolved).
 
 A data file the operator maintains (`compliance/data/jurisdictions.json`, or the file named by
 PITWARDEN_JURISDICTIONS_FILE): '*' gives the defaults, and an entry per ISO 3166-1 code
@@ -22,7 +23,18 @@ from core.uow import UnitOfWork
 
 JURISDICTIONS = Path(__file__).parent / "data" / "jurisdictions.json"
 _CODE = re.compile(r"[A-Z]{2}\Z")
-_KEYS = {"blocked", "due_diligence_threshold_eur", "withdrawal_review_threshold_eur"}
+_KEYS = {
+    "blocked",
+    "due_diligence_threshold_eur",
+    "withdrawal_review_threshold_eur",
+    "appeal_window_days",
+    "appeal_ack_days",
+    "appeal_resolution_days",
+}
+# When the file's '*' does not say: a refusal may be appealed for 30 days; an appeal is
+# acknowledged within 5 days and resolved within 8 weeks (the UKGC's complaints rule).
+APPEAL_DEFAULTS = {"appeal_window_days": 30, "appeal_ack_days": 5, "appeal_resolution_days": 56}
+MAX_APPEAL_DAYS = 366
 
 
 class JurisdictionsError(ValueError):
@@ -35,6 +47,9 @@ class Jurisdiction:
     due_diligence_threshold_eur_minor: int
     # A withdrawal of at least this much (in EUR at the rate in force) needs an officer.
     withdrawal_review_threshold_eur_minor: int
+    appeal_window_days: int = APPEAL_DEFAULTS["appeal_window_days"]
+    appeal_ack_days: int = APPEAL_DEFAULTS["appeal_ack_days"]
+    appeal_resolution_days: int = APPEAL_DEFAULTS["appeal_resolution_days"]
 
 
 @dataclass(frozen=True)
@@ -65,7 +80,20 @@ def _entry(code: str, raw: object, base: Jurisdiction | None) -> Jurisdiction:
         "withdrawal_review_threshold_eur",
         base.withdrawal_review_threshold_eur_minor if base else None,
     )
-    return Jurisdiction(blocked, due_diligence, review)
+    days = {
+        key: _days(code, raw, key, getattr(base, key) if base else APPEAL_DEFAULTS[key])
+        for key in APPEAL_DEFAULTS
+    }
+    if days["appeal_ack_days"] > days["appeal_resolution_days"]:
+        raise JurisdictionsError(f"{code}: appeal_ack_days is after appeal_resolution_days")
+    return Jurisdiction(blocked, due_diligence, review, **days)
+
+
+def _days(code: str, raw: dict[str, object], key: str, inherited: int) -> int:
+    value = raw.get(key, inherited)
+    if type(value) is not int or not 1 <= value <= MAX_APPEAL_DAYS:
+        raise JurisdictionsError(f"{code}: {key} must be a whole number of days, 1 to 366")
+    return value
 
 
 def _eur(code: str, raw: dict[str, object], key: str, inherited: int | None) -> int:

@@ -123,3 +123,120 @@ class PlayerTurnover(Base):
     player_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("players.id"), primary_key=True)
     currency: Mapped[str] = mapped_column(sa.String(3))
     staked: Mapped[int] = mapped_column(sa.BigInteger)
+
+
+APPEAL_STATES = ("filed", "acknowledged", "info_requested", "answered", "decided", "withdrawn")
+OPEN_APPEAL_STATES = ("filed", "acknowledged", "info_requested", "answered")
+_OPEN = sa.text(f"state IN ({', '.join(repr(s) for s in OPEN_APPEAL_STATES)})")
+
+
+class Appeal(Base):
+    """A player's appeal of one of their refusals (migration 0019 adds its rules: what it is
+    never changes, its state moves along the lifecycle's edges with a transition each, at most
+    one open appeal per decision)."""
+
+    __tablename__ = "appeals"
+    __table_args__ = (
+        sa.CheckConstraint(f"state IN ({', '.join(repr(s) for s in APPEAL_STATES)})", name="state"),
+        sa.CheckConstraint(
+            "outcome IS NULL OR outcome IN ('upheld', 'overturned')", name="outcome"
+        ),
+        sa.CheckConstraint(
+            "(state = 'decided') = (outcome IS NOT NULL)"
+            " AND num_nulls(decided_at, outcome, outcome_reason) IN (0, 3)",
+            name="decided",
+        ),
+        sa.CheckConstraint(
+            "(state = 'info_requested') = (clock_paused_at IS NOT NULL)",
+            name="clock_paused_while_waiting_for_the_player",
+        ),
+        sa.CheckConstraint(
+            "state IN ('filed', 'withdrawn') OR acknowledged_at IS NOT NULL", name="acknowledged"
+        ),
+        sa.CheckConstraint(
+            "filed_at < ack_due_at AND ack_due_at <= resolution_due_at", name="deadlines"
+        ),
+        sa.CheckConstraint("explanation_token LIKE 'pii\\_%'", name="explanation_is_a_vault_token"),
+        sa.CheckConstraint("jurisdiction ~ '^[A-Z]{2}$'", name="jurisdiction"),
+        sa.Index("uq_appeals_open_decision", "decision_id", unique=True, postgresql_where=_OPEN),
+        sa.Index("ix_appeals_player_id_filed_at", "player_id", "filed_at"),
+        sa.Index("ix_appeals_open_by_deadline", "resolution_due_at", "id", postgresql_where=_OPEN),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    player_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("players.id"))
+    decision_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("policy_decisions.id"))
+    jurisdiction: Mapped[str] = mapped_column(sa.Text)
+    state: Mapped[str] = mapped_column(sa.Text)
+    explanation_token: Mapped[str] = mapped_column(sa.Text)
+    document_tokens: Mapped[list[str]] = mapped_column(sa.ARRAY(sa.Text))
+    filed_at: Mapped[datetime] = mapped_column(TS)
+    ack_due_at: Mapped[datetime] = mapped_column(TS)
+    resolution_due_at: Mapped[datetime] = mapped_column(TS)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(TS)
+    clock_paused_at: Mapped[datetime | None] = mapped_column(TS)
+    decided_at: Mapped[datetime | None] = mapped_column(TS)
+    decided_by: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("officers.id"))
+    outcome: Mapped[str | None] = mapped_column(sa.Text)
+    outcome_reason: Mapped[str | None] = mapped_column(sa.Text)
+    adr_body: Mapped[str | None] = mapped_column(sa.Text)
+    updated_at: Mapped[datetime] = mapped_column(TS)
+
+
+class AppealTransition(Base):
+    """One move of an appeal's state, by whom and when (append-only)."""
+
+    __tablename__ = "appeal_transitions"
+    __table_args__ = (
+        sa.CheckConstraint("(from_state IS NULL) = (to_state = 'filed')", name="opens_filed"),
+        sa.Index("ix_appeal_transitions_appeal_id_id", "appeal_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(always=True), primary_key=True)
+    appeal_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("appeals.id"))
+    from_state: Mapped[str | None] = mapped_column(sa.Text)
+    to_state: Mapped[str] = mapped_column(sa.Text)
+    actor: Mapped[str] = mapped_column(sa.Text)
+    at: Mapped[datetime] = mapped_column(TS)
+
+
+class AppealMessage(Base):
+    """A message between officer and player about an appeal; its body is sealed in the vault
+    (append-only)."""
+
+    __tablename__ = "appeal_messages"
+    __table_args__ = (
+        sa.CheckConstraint("author IN ('player', 'officer')", name="author"),
+        sa.CheckConstraint("body_token LIKE 'pii\\_%'", name="body_is_a_vault_token"),
+        sa.Index("ix_appeal_messages_appeal_id_id", "appeal_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(always=True), primary_key=True)
+    appeal_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("appeals.id"))
+    author: Mapped[str] = mapped_column(sa.Text)
+    actor: Mapped[str] = mapped_column(sa.Text)
+    body_token: Mapped[str] = mapped_column(sa.Text)
+    document_tokens: Mapped[list[str]] = mapped_column(sa.ARRAY(sa.Text))
+    at: Mapped[datetime] = mapped_column(TS)
+
+
+class NotificationOutbox(Base):
+    """What a player is to be told (a kind and an appeal, no words); delivered once."""
+
+    __tablename__ = "notification_outbox"
+    __table_args__ = (
+        sa.CheckConstraint("kind ~ '^[a-z_]+(\\.[a-z_]+)+$'", name="kind"),
+        sa.Index(
+            "ix_notification_outbox_undelivered",
+            "id",
+            postgresql_where=sa.text("delivered_at IS NULL"),
+        ),
+        sa.Index("ix_notification_outbox_player_id_id", "player_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(always=True), primary_key=True)
+    player_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("players.id"))
+    appeal_id: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("appeals.id"))
+    kind: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(TS)
+    delivered_at: Mapped[datetime | None] = mapped_column(TS)

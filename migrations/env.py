@@ -2,7 +2,8 @@
 
 from alembic import context
 
-import app.console.models  # noqa: F401 - the console's tables
+import app.console.models  # the console's tables
+import app.player.models  # noqa: F401 - the player page's sessions
 import audit.models  # noqa: F401 - registers the audit tables on the metadata
 import compliance.models  # noqa: F401 - the responsible-gambling tables
 import policies.models  # noqa: F401 - and the policy tables

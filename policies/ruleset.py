@@ -2,10 +2,11 @@
 
 A ruleset is `policies/rulesets/<version>/` holding `manifest.json` (version, jurisdiction,
 effective date, description and the declared facts), `model.conf` (the pycasbin model),
-`policy.csv` (the rules) and `reasons.json` (what each reason code says, and its category).
-The hash covers every file in the directory, names included, so a decision that records
-(version, hash) can be replayed against exactly the rules that made it, and `load` refuses a
-directory whose files changed after its hash was registered.
+`policy.csv` (the rules) and `reasons.json` (what each reason code says, and its category);
+since 2026-12-v1 also `appeals.json` (whether each deny rule's refusals may be appealed, and
+when not, why in words for the player). The hash covers every file in the directory, names
+included, so a decision that records (version, hash) can be replayed against exactly the rules
+that made it, and `load` refuses a directory whose files changed after its hash was registered.
 
 Loading reads the directory once into memory and both hashes and parses that one snapshot, so a
 file rewritten between the two cannot slip through. Everything a decision relies on is checked
@@ -30,6 +31,7 @@ from casbin.util import SimpleEval, escape_assertion
 
 RULESETS = Path(__file__).resolve().parent / "rulesets"
 MANIFEST, MODEL, POLICY, REASONS = "manifest.json", "model.conf", "policy.csv", "reasons.json"
+APPEALS = "appeals.json"  # optional: a ruleset without it lets every refusal be appealed
 NO_RULE = "no_rule"  # the reason when no rule matches; every ruleset must say it in words
 CATEGORIES = frozenset(
     {"responsible_gambling", "kyc", "aml", "jurisdiction", "operations", "access", "ok"},
@@ -82,6 +84,27 @@ class Fact:
 
 
 @dataclass(frozen=True)
+class Appealability:
+    """Whether a refusal may be appealed; when not, why (by locale, `en` always) and which
+    rule says so."""
+
+    appealable: bool
+    why_not: dict[str, str] | None = None
+    rule_id: str | None = None
+
+
+APPEALABLE = Appealability(appealable=True)
+
+
+@dataclass(frozen=True)
+class Appeals:
+    """`appeals.json`: per deny rule, and for a refusal no rule explains (`no_rule`)."""
+
+    rules: dict[str, Appealability]
+    no_rule: Appealability
+
+
+@dataclass(frozen=True)
 class Ruleset:
     version: str
     jurisdiction: str
@@ -92,10 +115,26 @@ class Ruleset:
     reasons: dict[str, dict[str, str]]
     content_hash: str
     facts: dict[str, Fact]
+    appeals: Appeals | None = None  # None: a ruleset from before appeals (2026-11-*)
 
     @property
     def actions(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(rule.action for rule in self.rules))
+
+    def appealability(self, rule_ids: list[str] | tuple[str, ...]) -> Appealability:
+        """Whether a refusal by these deny rules (none: `no_rule`) may be appealed: only when
+        every one of them may; otherwise the first that may not says why. A ruleset without
+        `appeals.json` (those before 2026-12-v1) said nothing, and nothing takes the right of
+        appeal away without saying why: every refusal of theirs may be appealed."""
+        if self.appeals is None:
+            return APPEALABLE
+        if not rule_ids:
+            return self.appeals.no_rule
+        for rule_id in rule_ids:
+            found = self.appeals.rules.get(rule_id, APPEALABLE)
+            if not found.appealable:
+                return found
+        return APPEALABLE
 
 
 def content_hash(directory: Path) -> str:
@@ -123,6 +162,13 @@ def load(directory: Path, *, expected_hash: str | None = None) -> Ruleset:
     reasons = _reasons(version, _json_object(version, REASONS, text[REASONS]))
     model = _model(version, text[MODEL])
     rules = _rules(version, model, text[POLICY], facts, reasons)
+    appeals = (
+        _appeals(
+            version, _json_object(version, APPEALS, _text(version, APPEALS, files[APPEALS])), rules
+        )
+        if APPEALS in files
+        else None
+    )
     jurisdiction = _jurisdiction(version, manifest.get("jurisdiction"))
     if (jurisdiction == "console") != version.startswith(CONSOLE_PREFIX):
         raise RulesetError(
@@ -139,6 +185,7 @@ def load(directory: Path, *, expected_hash: str | None = None) -> Ruleset:
         reasons=reasons,
         content_hash=actual,
         facts=facts,
+        appeals=appeals,
     )
 
 
@@ -292,6 +339,68 @@ def _reasons(version: str, value: dict[str, object]) -> dict[str, dict[str, str]
             "rule matches"
         )
     return reasons
+
+
+def _appeals(version: str, value: dict[str, object], rules: tuple[Rule, ...]) -> Appeals:
+    """Every deny rule listed, no other; each appealable, or not with a reason in words."""
+    where = f"ruleset {version}: {APPEALS}"
+    unknown = sorted(set(value) - {"_about", "why_not", "no_rule", "rules"})
+    if unknown:
+        raise RulesetError(f"{where}: unknown keys {unknown}")
+    why_not = _why_not(where, value.get("why_not"))
+    listed = value.get("rules")
+    if not isinstance(listed, dict):
+        raise RulesetError(f"{where}: rules must map each deny rule id to its appealability")
+    deny = [rule.id for rule in rules if rule.effect == "deny"]
+    missing = [rule_id for rule_id in deny if rule_id not in listed]
+    extra = sorted(set(listed) - set(deny))
+    if missing or extra:
+        raise RulesetError(
+            f"{where}: rules must list every deny rule and no other; missing {missing}, "
+            f"not deny rules of {POLICY} {extra}"
+        )
+    return Appeals(
+        rules={
+            rule_id: _appealability(f"{where}: rules: {rule_id}", listed[rule_id], why_not, rule_id)
+            for rule_id in deny
+        },
+        no_rule=_appealability(f"{where}: no_rule", value.get("no_rule"), why_not, None),
+    )
+
+
+def _why_not(where: str, texts: object) -> dict[str, dict[str, str]]:
+    if not isinstance(texts, dict):
+        raise RulesetError(f"{where}: why_not must map each key to its words by locale")
+    why_not: dict[str, dict[str, str]] = {}
+    for key, words in texts.items():
+        if not _NAME.match(key):
+            raise RulesetError(f"{where}: why_not: {key!r} is not a lower_snake_case key")
+        if not isinstance(words, dict) or not all(isinstance(v, str) for v in words.values()):
+            raise RulesetError(f"{where}: why_not: {key}: must map locales to strings")
+        if not str(words.get("en", "")).strip():
+            raise RulesetError(f"{where}: why_not: {key}: en must be a non-empty string")
+        why_not[key] = dict(words)
+    return why_not
+
+
+def _appealability(
+    where: str, raw: object, why_not: dict[str, dict[str, str]], rule_id: str | None
+) -> Appealability:
+    if not isinstance(raw, dict) or not set(raw) <= {"appealable", "why_not"}:
+        raise RulesetError(f"{where}: an object with appealable (and why_not)")
+    appealable, because = raw.get("appealable"), raw.get("why_not")
+    if not isinstance(appealable, bool):
+        raise RulesetError(f"{where}: appealable must be true or false")
+    if appealable:
+        if because is not None:
+            raise RulesetError(f"{where}: an appealable rule has no why_not")
+        return APPEALABLE
+    if not isinstance(because, str) or because not in why_not:
+        raise RulesetError(
+            f"{where}: a rule that may not be appealed says why: why_not must be "
+            f"one of {sorted(why_not)}, not {because!r}"
+        )
+    return Appealability(appealable=False, why_not=why_not[because], rule_id=rule_id)
 
 
 def _model(version: str, text: str) -> Model:

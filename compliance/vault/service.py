@@ -191,8 +191,12 @@ async def store_document(
     content: bytes,
     keys: KeyProvider,
     ctx: EventContext,
+    create_key: bool = False,
 ) -> str:
-    data_key = await _data_key(uow, player_id, keys)
+    """Seal a document (an image, or text the player wrote: an appeal's explanation, a message)
+    and return its token. `create_key`: a player with no personal data on file yet gets a data
+    key of their own here (the appeals' texts); an erased player's data key never comes back."""
+    data_key = await (_data_key_or_new if create_key else _data_key)(uow, player_id, keys)
     token = _token()
     await sql.run(
         uow,
@@ -215,6 +219,22 @@ async def store_document(
         data={"token": token, "kind": kind, "content_type": content_type, "bytes": len(content)},
     )
     return token
+
+
+async def _data_key_or_new(uow: UnitOfWork, player_id: uuid.UUID, keys: KeyProvider) -> bytes:
+    try:
+        return await _data_key(uow, player_id, keys)
+    except NotFound:
+        pass
+    data_key = crypto.new_data_key()
+    wrapped = keys.wrap(player_id, data_key)
+    await sql.run(
+        uow,
+        "INSERT INTO vault.data_keys (player_id, kek_version, sealed, created_at)"
+        " VALUES (%(p)s, %(v)s, %(sealed)s, %(now)s)",
+        {"p": player_id, "v": wrapped.kek_version, "sealed": wrapped.sealed, "now": uow.now},
+    )
+    return data_key
 
 
 async def _data_key(uow: UnitOfWork, player_id: uuid.UUID, keys: KeyProvider) -> bytes:

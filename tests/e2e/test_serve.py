@@ -187,6 +187,26 @@ def deposit_confirmed_by_the_simulator(port: int, banner: str) -> dict[str, obje
     raise AssertionError(f"the deposit was not confirmed: {payment}")
 
 
+def the_player_sees_why_and_that_it_cannot_be_appealed(banner: str) -> None:
+    """The first demo player's page, from the link the demo prints (a fresh player token),
+    shows the stake refused from a blocked jurisdiction, and why it cannot be appealed."""
+    link = re.search(r"http://127\.0\.0\.1:\d+/player/start\?token=\S+", banner)
+    assert link, banner
+    with httpx.Client(follow_redirects=False) as browser:
+        start = browser.get(link.group(0))
+        assert start.status_code == 200, start.text
+        token = re.search(r'name="token" value="([^"]+)"', start.text)
+        assert token, start.text
+        opened = browser.post(
+            link.group(0).split("/player/")[0] + "/player/session", data={"token": token.group(1)}
+        )
+        assert opened.status_code == 303, opened.text
+        page = browser.get(link.group(0).split("/player/")[0] + "/player")
+    assert page.status_code == 200, page.text
+    assert "Betting and deposits are not available from your jurisdiction." in page.text
+    assert "cannot be appealed.</strong> Betting and deposits are not permitted" in page.text
+
+
 def test_serve_demo_answers_signed_requests_and_stops_cleanly(data_dir: Path) -> None:
     port = free_port()
     process = serve(data_dir, port)
@@ -222,6 +242,7 @@ def test_serve_demo_answers_signed_requests_and_stops_cleanly(data_dir: Path) ->
         assert refused.json()["error"]["code"] == "jurisdiction_blocked"
         denied = refused.json()["error"]["details"]["decision_id"]
         assert signed_bet(port, secret.group(1), geo="MT").status_code == 200
+        the_player_sees_why_and_that_it_cannot_be_appealed(banner)
         docs = httpx.get(f"http://127.0.0.1:{port}/docs")
         assert docs.status_code == 200
         regulator = re.search(r"X-Client-Id=mga-regulator\s+secret=(\S+)", banner)

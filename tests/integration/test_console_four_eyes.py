@@ -15,7 +15,7 @@ from core import sql
 from core.uow import UnitOfWorkFactory
 from policies import killswitch, registry
 from tests import console_support, factories
-from tests.conftest import Api, Clock
+from tests.conftest import RULESET, Api, Clock
 from tests.console_support import Browser
 from tests.payments_support import journal, use_fake_providers
 
@@ -252,7 +252,7 @@ async def test_a_ruleset_is_activated_only_when_a_second_senior_officer_approves
     )
     assert asked.headers["location"] == "/console/approvals"
     async with uows() as uow:
-        assert (await registry.active(uow, "SE")).version == "2026-11-v3"  # not yet
+        assert (await registry.active(uow, "SE")).version == RULESET  # not yet
     request_id = await open_request_id(uows, "2026-11-v2@SE")
     own = await asker.submit(
         f"/console/approvals/{request_id}/approve", {"reason": "me"}, of="/console/approvals"

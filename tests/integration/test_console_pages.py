@@ -28,7 +28,7 @@ from core.uow import UnitOfWorkFactory
 from policies import decisions, registry, ruleset
 from tests import console_support, factories
 from tests.audit_support import ORIGIN, SIGNER, catch_up
-from tests.conftest import CONSOLE_RULESET, CTX, ROOT, Api, Clock
+from tests.conftest import CONSOLE_RULESET, CTX, ROOT, RULESET, Api, Clock
 from tests.console_support import Browser
 
 REFUSED = "Your role does not allow this."
@@ -163,7 +163,7 @@ async def test_a_refusal_is_found_by_reason_rule_and_outcome_and_its_record_says
         f"reason=self_excluded&player={player}",
         "rule=deny-bet-place-self-excluded",
         f"outcome=deny&player={player}",
-        "action=bet.place&outcome=deny&version=2026-11-v3",
+        f"action=bet.place&outcome=deny&version={RULESET}",
     ):
         found = await browser.get(f"/console/decisions?{query}")
         assert found.status_code == 200, found.text
@@ -189,8 +189,7 @@ async def test_a_refusal_is_found_by_reason_rule_and_outcome_and_its_record_says
     assert "Your account is self-excluded" in record.text  # the reason in words
     assert "deny-bet-place-self-excluded" in record.text
     assert "r.sub.self_excluded == True" in record.text  # the rule's condition
-    hash_of_v3 = ruleset.content_hash(ruleset.RULESETS / "2026-11-v3")
-    assert hash_of_v3 in record.text
+    assert ruleset.content_hash(ruleset.RULESETS / RULESET) in record.text
     assert f'href="/console/players/{player}"' in record.text
 
 
@@ -362,7 +361,7 @@ async def test_which_ruleset_decides_where_and_what_changed_between_two(
     listed = await browser.get("/console/rulesets")
     assert listed.status_code == 200
     active = section(listed, "<h2>Active where</h2>")
-    assert "2026-11-v3" in active
+    assert RULESET in active
     assert CONSOLE_RULESET in active
     assert "match the activation's hash" in active
     assert "changed since activation" not in active

@@ -16,7 +16,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-import app.console.models  # noqa: F401 - the console's tables
+import app.console.models  # the console's tables
+import app.player.models  # noqa: F401 - the player page's sessions
 import audit.models  # noqa: F401 - the audit tables belong to the schema too
 import compliance.models  # noqa: F401 - the responsible-gambling tables
 import policies.models  # noqa: F401 - and the policy tables
@@ -45,6 +46,8 @@ APPEND_ONLY = (
     "kyc_levels",
     "aml_holds",
     "player_links",
+    "appeal_transitions",
+    "appeal_messages",
 )
 
 

@@ -75,6 +75,32 @@ async def test_a_changed_file_is_journaled_once_with_its_predecessor(
     assert first.of("US").withdrawal_review_threshold_eur_minor == 50000  # inherited
 
 
+BASE = {
+    "blocked": False,
+    "due_diligence_threshold_eur": "1.00",
+    "withdrawal_review_threshold_eur": "9.00",
+}
+
+
+def test_the_appeals_clock_defaults_to_30_5_and_56_days_and_an_entry_overrides_it(
+    tmp_path: Path,
+) -> None:
+    loaded = jurisdictions.load(
+        settings_file(
+            tmp_path,
+            "appeals.json",
+            {"*": BASE, "MT": {"appeal_ack_days": 2}, "SE": {"appeal_window_days": 60}},
+        )
+    )
+    assert (loaded.of("ZZ").appeal_window_days, loaded.of("ZZ").appeal_ack_days) == (30, 5)
+    assert loaded.of("ZZ").appeal_resolution_days == 56  # 8 weeks
+    assert (loaded.of("MT").appeal_ack_days, loaded.of("MT").appeal_window_days) == (2, 30)
+    assert loaded.of("SE").appeal_window_days == 60
+    shipped = jurisdictions.load()
+    assert shipped.default.appeal_window_days == 30
+    assert shipped.default.appeal_resolution_days == 56
+
+
 @pytest.mark.parametrize(
     ("content", "problem"),
     [
@@ -137,6 +163,10 @@ async def test_a_changed_file_is_journaled_once_with_its_predecessor(
             },
             "withdrawal_review_threshold_eur",
         ),
+        ({"*": BASE, "MT": {"appeal_ack_days": 0}}, "appeal_ack_days must be a whole number"),
+        ({"*": BASE, "MT": {"appeal_window_days": True}}, "appeal_window_days must be a whole"),
+        ({"*": BASE, "MT": {"appeal_resolution_days": 400}}, "appeal_resolution_days must be"),
+        ({"*": BASE, "MT": {"appeal_ack_days": 60}}, "appeal_ack_days is after"),
     ],
 )
 def test_a_bad_file_is_refused_whole(

@@ -17,6 +17,7 @@ from core import clients
 from core.uow import UnitOfWorkFactory
 from tests.audit_support import catch_up
 from tests.conftest import CTX, Api, Clock
+from tests.player_support import Player
 
 pytestmark = pytest.mark.commits
 
@@ -351,9 +352,10 @@ async def test_no_personal_value_or_client_secret_leaks(
     owner_engine: AsyncEngine,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Register, play, reveal, export, rotate the operator's secret and sign with both; then look
-    for every personal value in every table outside the vault, and for every client secret in
-    every table of every schema, in the journal, in the audit log and in the logs."""
+    """Register, play, appeal a refusal, reveal, export, rotate the operator's secret and sign
+    with both; then look for every personal value in every table outside the vault, and for the
+    appeal's explanation and every client secret in every table of every schema, in the journal,
+    in the audit log and in the logs."""
     caplog.set_level(logging.DEBUG)
     api = committed_api  # committed: the owner's scan below sees what the app wrote
     personal = person()
@@ -394,6 +396,25 @@ async def test_no_personal_value_or_client_secret_leaks(
         assert (await reveal(api, player, field)).is_success
     api.operator.secret = rotated.secret
     assert (await reveal(api, player, "iban")).is_success
+    # the player appeals a refusal, in words that name them; the page reads the words back
+    limited = await api.operator.post(
+        f"/v1/admin/players/{player}/limits", {"kind": "wager", "period": "24h", "amount": "1.00"}
+    )
+    assert limited.status_code == 200, limited.text
+    refused = await api.provider.post(
+        "/v1/wallet/bet", bet | {"request_uuid": str(uuid.uuid4()), "bet_id": "b-over-limit",
+                                 "transaction_uuid": str(uuid.uuid4()), "amount": "1.00"}
+    )  # fmt: skip
+    assert refused.status_code == 403, refused.text
+    explanation = (
+        f"I am {personal['legal_name']}, born {personal['date_of_birth']}. My sister used the card"
+        f" ending {uuid.uuid4().hex[:12]} by mistake; please look again."
+    )
+    browser = Player(api, uuid.UUID(player))
+    await browser.open()
+    appealed = await browser.appeal(refused.json()["error"]["details"]["decision_id"], explanation)
+    assert appealed.status_code == 303, appealed.text
+    assert explanation in (await browser.page(appealed.headers["location"])).text
     for field in personal:  # an officer reveals the rest, and exports
         assert await officer_reveal(api, player, field) is not None
     await dsar_export(api, player)
@@ -401,6 +422,7 @@ async def test_no_personal_value_or_client_secret_leaks(
     needles = {v.lower() for v in personal.values() if len(v) > 3} | {
         personal["iban"].replace(" ", "").lower()
     }
+    words = {explanation.lower(), explanation.split(". ")[1].lower()}
     client_secrets = {api.provider.secret, old_secret, rotated.secret}
     secret_needles = {s.lower() for s in client_secrets} | {
         s.encode().hex()
@@ -421,10 +443,11 @@ async def test_no_personal_value_or_client_secret_leaks(
             text = await conn.scalar(
                 sa.text(f'SELECT lower(string_agg(t::text, \' \')) FROM "{schema}"."{table}" t')  # noqa: S608
             )
-            looked_for = secret_needles | (needles if schema == "public" else set())
+            # the explanation is looked for everywhere: the vault holds it sealed only
+            looked_for = secret_needles | words | (needles if schema == "public" else set())
             found += [(table, n) for n in looked_for if text and n in text]
     assert found == []
     assert {"journal_events", "audit_entries", "api_clients"} <= {t for _, t in tables}
     logs = caplog.text.lower()
-    assert [n for n in needles | secret_needles if n in logs] == []
+    assert [n for n in needles | secret_needles | words if n in logs] == []
     assert len(needles) >= 7  # the scan looked for something

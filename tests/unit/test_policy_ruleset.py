@@ -275,3 +275,121 @@ def test_referenced_facts_and_casbin_expression() -> None:
         "r_sub.due_diligence_reached == True and not r_sub.kyc_verified or r_sub.x != 1"
     )
     assert ruleset.referenced_facts(condition) == {"due_diligence_reached", "kyc_verified", "x"}
+
+
+# -- appeals.json (2026-12-v1 on): which refusals a player may appeal, and why not -------------
+
+APPEALS_SHIPPED = ruleset.RULESETS / "2026-12-v1"
+NOT_APPEALABLE = {  # the reasons a player cannot appeal, and the key of the words saying why
+    "zone_off": "paused",
+    "underage": "underage",
+    "jurisdiction_blocked": "jurisdiction",
+    "self_excluded": "your_choice",
+    "timed_out": "your_choice",
+    "destination_denied": "sanctions",
+}
+
+
+def test_every_refusal_of_the_appeals_ruleset_says_whether_it_may_be_appealed() -> None:
+    loaded = ruleset.load(APPEALS_SHIPPED)
+    v3 = ruleset.load(ruleset.RULESETS / "2026-11-v3")
+    assert loaded.rules == v3.rules  # only appeals changed
+    assert loaded.reasons == v3.reasons
+    assert loaded.appeals is not None
+    for rule in loaded.rules:
+        if rule.effect == "allow":
+            continue
+        found = loaded.appealability([rule.id])
+        assert found.appealable == (rule.reason_code not in NOT_APPEALABLE), rule.id
+        if not found.appealable:
+            assert found.rule_id == rule.id
+            assert found.why_not is not None
+            assert found.why_not["en"].strip()
+    for appealable in ("deny-withdrawal-kyc", "deny-withdrawal-aml-hold",
+                       "deny-deposit-due-diligence", "deny-bet-place-loss-limit-24h"):  # fmt: skip
+        assert loaded.appealability([appealable]).appealable
+    assert loaded.appealability([]).appealable  # no rule explains it: a person should look
+
+
+def test_one_rule_that_may_not_be_appealed_closes_the_appeal_of_the_whole_refusal() -> None:
+    loaded = ruleset.load(APPEALS_SHIPPED)
+    found = loaded.appealability(["deny-bet-place-wager-limit-24h", "deny-bet-place-timed-out"])
+    assert (found.appealable, found.rule_id) == (False, "deny-bet-place-timed-out")
+    assert "You chose this break yourself" in (found.why_not or {})["en"]
+
+
+def test_rulesets_from_before_appeals_let_every_refusal_be_appealed() -> None:
+    for version in ("2026-11-v1", "2026-11-v2", "2026-11-v3"):
+        loaded = ruleset.load(ruleset.RULESETS / version)
+        assert loaded.appeals is None
+        for rule in loaded.rules:
+            assert loaded.appealability([rule.id]).appealable
+
+
+@pytest.fixture
+def appeals_copy(tmp_path: Path) -> Path:
+    target = tmp_path / "2026-12-v1"
+    shutil.copytree(APPEALS_SHIPPED, target)
+    return target
+
+
+def _appeals(change: Callable[[dict[str, object]], None]) -> Callable[[Path], None]:
+    def edit(directory: Path) -> None:
+        appeals = json.loads((directory / "appeals.json").read_text())
+        change(appeals)
+        (directory / "appeals.json").write_text(json.dumps(appeals))
+
+    return edit
+
+
+def _rules_of(appeals: dict[str, object]) -> dict[str, dict[str, object]]:
+    rules = appeals["rules"]
+    assert isinstance(rules, dict)
+    return rules
+
+
+MALFORMED_APPEALS = {
+    "a deny rule left out": (
+        _appeals(lambda a: _rules_of(a).pop("deny-withdrawal-kyc")),
+        r"missing \['deny-withdrawal-kyc'\]",
+    ),
+    "an allow rule listed": (
+        _appeals(lambda a: _rules_of(a).update({"allow-deposit": {"appealable": True}})),
+        r"not deny rules of policy.csv \['allow-deposit'\]",
+    ),
+    "not appealable without saying why": (
+        _appeals(lambda a: _rules_of(a)["deny-withdrawal-kyc"].update(appealable=False)),
+        "rules: deny-withdrawal-kyc: a rule that may not be appealed says why",
+    ),
+    "why not names no words": (
+        _appeals(lambda a: _rules_of(a)["deny-bet-place-underage"].update(why_not="because")),
+        "why_not must be one of",
+    ),
+    "appealable but saying why not": (
+        _appeals(lambda a: _rules_of(a)["deny-withdrawal-kyc"].update(why_not="paused")),
+        "an appealable rule has no why_not",
+    ),
+    "appealable not a bool": (
+        _appeals(lambda a: _rules_of(a)["deny-withdrawal-kyc"].update(appealable="yes")),
+        "appealable must be true or false",
+    ),
+    "words without English": (
+        _appeals(lambda a: a.update(why_not={"paused": {"de": "Pause"}})),
+        "why_not: paused: en must be",
+    ),
+    "no_rule missing": (_appeals(lambda a: a.pop("no_rule")), "no_rule: an object"),
+    "unknown key": (_appeals(lambda a: a.update(window_days=30)), "unknown keys"),
+    "not JSON": (_edit("appeals.json", "{", "["), "appeals.json is not valid JSON"),
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"), MALFORMED_APPEALS.values(), ids=MALFORMED_APPEALS.keys()
+)
+def test_a_malformed_appeals_file_is_refused(
+    appeals_copy: Path, change: Callable[[Path], None], message: str
+) -> None:
+    change(appeals_copy)
+    with pytest.raises(RulesetError, match=message) as caught:
+        ruleset.load(appeals_copy)
+    assert "2026-12-v1: appeals.json" in str(caught.value)
