@@ -51,7 +51,13 @@ class UnitOfWork:
         await self.session.close()
 
     async def commit(self) -> None:
+        """Commit; work after it is a new transaction, which the next commit commits. The
+        session gave its connection back to the pool, so the cached driver connection goes too:
+        plain SQL after this takes the connection of the session's next transaction, never the
+        pooled one another unit of work may be using (or that sits idle, holding uncommitted
+        writes for whoever takes it next)."""
         await self.session.commit()
+        self._driver = None
         self.committed = True
 
     def retime(self) -> None:

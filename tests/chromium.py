@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -78,18 +78,25 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_demo(data_dir: Path) -> Demo:
-    """`pitwarden serve --demo` as `make run` starts it, on a free port and a data directory of
-    its own. The example payments config is named explicitly, with --no-psp-sim: the PSP
-    simulator would want port 8100, which another server on this machine may hold."""
-    port = free_port()
+def start_demo(
+    data_dir: Path, *, port: int | None = None, env: Mapping[str, str] | None = None
+) -> Demo:
+    """`pitwarden serve --demo` as `make run` starts it, on `port` (default: a free one) and a
+    data directory of its own, with `env` added to its environment (more PITWARDEN_* settings).
+    The example payments config is named explicitly, with --no-psp-sim: the PSP simulator would
+    want port 8100, which another server on this machine may hold."""
+    port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     log = data_dir / "serve.log"
-    env = os.environ | {
-        "PITWARDEN_DATA_DIR": str(data_dir),
-        "PITWARDEN_PORT": str(port),
-        "PITWARDEN_PAYMENTS_CONFIG": str(EXAMPLE_CONFIG),
-    }
+    env = (
+        os.environ
+        | {
+            "PITWARDEN_DATA_DIR": str(data_dir),
+            "PITWARDEN_PORT": str(port),
+            "PITWARDEN_PAYMENTS_CONFIG": str(EXAMPLE_CONFIG),
+        }
+        | dict(env or {})
+    )
     with log.open("wb") as out:  # a file, not a pipe: nobody has to keep reading it
         process = subprocess.Popen(  # noqa: S603 - our own console script
             [str(PITWARDEN), "serve", "--demo", "--no-psp-sim"],

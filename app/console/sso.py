@@ -3,9 +3,17 @@
 `POST /console/sso` begins: the state, nonce and PKCE verifier wait in the session (server-side)
 and the browser goes to the provider. `GET /console/oidc/callback` finishes: the waiting record
 is consumed first (so a replayed callback finds nothing), the code is exchanged and the ID token
-checked, and the identity (issuer, subject) must be an officer's. The provider's sign-in counts
-as both factors (its own MFA policy applies); an officer signed in this way who must step up
-goes through the provider again, and the callback then refreshes the session's second factor.
+checked, and the identity (issuer, subject) must be an officer's.
+
+The provider's sign-in counts as both factors (its own MFA policy applies); an officer signed in
+this way who must step up goes through the provider again, and the callback then refreshes the
+session's second factor.
+
+The session cookie is SameSite=Strict, so a browser keeps it back from the callback, which the
+provider's page, on another site, sent it to. A callback without the cookie answers a page of
+ours that goes on at once (a meta refresh, no script) to `GET /console/oidc/return` with the
+same query: a navigation from this site, which carries the cookie, and the sign-in finishes
+there. Nothing is read or consumed before that; the state, bound to the session, still decides.
 """
 
 from datetime import datetime
@@ -24,6 +32,7 @@ from core.uow import Clock, UnitOfWork
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 CALLBACK = "/console/oidc/callback"
+RETURN = "/console/oidc/return"
 NO_ACCOUNT = "There is no console account for this identity. Ask an administrator for one."
 
 
@@ -96,6 +105,20 @@ def _started(stored: dict[str, Any]) -> Started:
 
 @router.get("/oidc/callback")
 async def callback(request: Request, uow: Uow) -> Response:
+    if web.COOKIE not in request.cookies:  # back from the provider's site: see the docstring
+        _sso(request)
+        to = RETURN + (f"?{request.url.query}" if request.url.query else "")
+        return web.page(request, "oidc_return.html", to=to)
+    return await _finish(request, uow)
+
+
+@router.get("/oidc/return")
+async def returned(request: Request, uow: Uow) -> Response:
+    """The callback again, asked by a page of this site: now with the session's cookie."""
+    return await _finish(request, uow)
+
+
+async def _finish(request: Request, uow: UnitOfWork) -> Response:
     sso = _sso(request)
     found = await sessions.find(uow, request.cookies.get(web.COOKIE))
     session = found.session

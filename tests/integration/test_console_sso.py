@@ -1,14 +1,18 @@
 """Single sign-on into the console through a real OpenID provider (tests/oidc): the identity
-must be an officer's, a callback works once, and an SSO officer steps up at the provider."""
+must be an officer's, a callback works once, a callback the browser sends without the cookie
+goes on from a page of ours, and an SSO officer steps up at the provider."""
 
 import dataclasses
+import html
+import re
 import uuid
 from collections.abc import AsyncIterator
 from urllib.parse import urlencode
 
+import httpx
 import pytest
 
-from app.console import accounts
+from app.console import accounts, sso
 from compliance.vault.keys import LocalKeyFile
 from core import sql
 from core.settings import Settings
@@ -100,6 +104,38 @@ async def test_an_officer_signs_in_at_the_provider_and_the_callback_works_once(
         assert (await replay.get("/console")).headers["location"] == "/console/sign-in"
     finally:
         await replay.aclose()
+
+
+async def test_a_callback_without_the_cookie_goes_on_from_a_page_of_this_site(
+    sso_api: Api, uows: UnitOfWorkFactory, clock: Clock, oidc_provider: Provider
+) -> None:
+    """A browser keeps the SameSite=Strict cookie back when the provider's page, on another
+    site, sends it to the callback (tests/e2e/test_console_browser_sso.py shows it in Chromium):
+    the callback answers a page that goes on, from this site, with the same query, and the
+    sign-in waiting in the session is still there when the cookie comes along."""
+    await sso_officer(uows, oidc_provider, "ada")
+    browser = Browser(sso_api.app, clock)
+    from_the_provider = httpx.AsyncClient(  # the same browser, its cookie kept back
+        transport=httpx.ASGITransport(app=sso_api.app), base_url="http://127.0.0.1"
+    )
+    try:
+        callback = await through_the_provider(browser, oidc_provider, "ada")
+        bounced = await from_the_provider.get(callback)
+        assert bounced.status_code == 200, bounced.text
+        assert "set-cookie" not in bounced.headers
+        refresh = re.search(r'<meta http-equiv="refresh" content="0; url=([^"]+)">', bounced.text)
+        assert refresh, bounced.text
+        onward = html.unescape(refresh.group(1))
+        assert onward == callback.replace(sso.CALLBACK, sso.RETURN, 1)
+
+        landed = await browser.get(onward)
+        assert landed.headers["location"] == "/console", landed.text
+        assert "Welcome, Ada Lovelace" in (await browser.get("/console")).text
+        again = await browser.get(onward)  # used once, by whichever way it came
+        assert again.headers["location"] == "/console/sign-in"
+    finally:
+        await from_the_provider.aclose()
+        await browser.aclose()
 
 
 async def test_an_identity_without_an_officer_is_refused(
