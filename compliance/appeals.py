@@ -726,12 +726,14 @@ async def decide(
     settings: Jurisdictions,
     notifier: Notifier,
     ctx: EventContext,
+    approved_by: uuid.UUID | None = None,
 ) -> Decided:
     """Decide the appeal, once (a decided one is 409 `appeal_closed`; one waiting for the
     player's information is 409 `illegal_appeal_step`): upheld, with the ADR body of the
     player's jurisdiction for the player; or overturned, with its remedy carried out in the same
-    transaction. `appeal.decided` names the outcome, the officer, whether it was in time and the
-    remedy; the player is told."""
+    transaction. `appeal.decided` names the outcome, the officer (and the senior officer who
+    approved an overturn under four-eyes), whether it was in time and the remedy; the player is
+    told."""
     if outcome not in {"upheld", "overturned"}:
         raise InvalidRequest("invalid_outcome", "an appeal is upheld or overturned")
     if outcome == "overturned" and remedy is None:
@@ -743,14 +745,15 @@ async def decide(
         uow, player_id=row["player_id"], decision_id=row["decision_id"], settings=settings
     )
     adr = settings.of(row["jurisdiction"]).adr_body if outcome == "upheld" else None
+    actor = f"officer:{officer_id}" + (f" approved by officer:{approved_by}" if approved_by else "")
     await _move(
-        uow, row, "decided", actor=ctx.actor, decided_at=uow.now, decided_by=officer_id,
+        uow, row, "decided", actor=actor, decided_at=uow.now, decided_by=officer_id,
         outcome=outcome, outcome_reason=reason_token, adr_body=adr,
         **_acknowledging(row, uow.now),
     )  # fmt: skip
     override_id = None
     if outcome == "overturned" and remedy is not None:
-        override_id = await _carry_out(uow, row, refusal, remedy, ctx)
+        override_id = await _carry_out(uow, row, refusal, remedy, actor, ctx)
     await journal.record(
         uow,
         "appeal.decided",
@@ -763,6 +766,7 @@ async def decide(
             "outcome": outcome,
             "reason": reason_token,
             "decided_by": str(officer_id),
+            "approved_by": str(approved_by) if approved_by else None,
             "in_time": uow.now <= row["resolution_due_at"],
             "remedy": remedy.kind if remedy else None,
             "override_id": str(override_id) if override_id else None,
@@ -775,8 +779,13 @@ async def decide(
     return Decided(outcome, override_id)
 
 
-async def _carry_out(
-    uow: UnitOfWork, row: dict[str, Any], refusal: Refusal, remedy: Remedy, ctx: EventContext
+async def _carry_out(  # noqa: PLR0917 - the decision's parts
+    uow: UnitOfWork,
+    row: dict[str, Any],
+    refusal: Refusal,
+    remedy: Remedy,
+    actor: str,
+    ctx: EventContext,
 ) -> uuid.UUID | None:
     player_id, why = row["player_id"], f"appeal {row['id']} overturned"
     if remedy.kind in {"once", "period"}:
@@ -788,17 +797,17 @@ async def _carry_out(
             action=refusal.action,
             rule_ids=refusal.rule_ids,
             remedy=overrides.Grant(remedy.days, 1 if remedy.kind == "once" else None),
-            actor=ctx.actor,
+            actor=actor,
             ctx=ctx,
         )
     if remedy.kind == "kyc_verified":
         await kyc.set_level(
-            uow, player_id=player_id, level="verified", actor=ctx.actor, reason=why, ctx=ctx
+            uow, player_id=player_id, level="verified", actor=actor, reason=why, ctx=ctx
         )
         return None
     kind, period = LIMIT_REASONS[refusal.reason_code]
     await rg.end_cooling_off(
-        uow, player_id=player_id, kind=kind, period=period, actor=ctx.actor, reason=why, ctx=ctx
+        uow, player_id=player_id, kind=kind, period=period, actor=actor, reason=why, ctx=ctx
     )
     return None
 

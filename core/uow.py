@@ -51,7 +51,10 @@ class UnitOfWork:
         await self.session.close()
 
     async def commit(self) -> None:
+        """Commit; what the unit does next is a new transaction, on whichever pooled connection
+        the session takes then (the one it had went back to the pool with the commit)."""
         await self.session.commit()
+        self._driver = None
         self.committed = True
 
     def retime(self) -> None:

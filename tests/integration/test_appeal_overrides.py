@@ -23,7 +23,7 @@ SETTINGS = jurisdictions.load()
 OFFICER_CTX = EventContext(actor="officer:test", trace_id="test")
 
 
-async def withdraw(api: Api, player: uuid.UUID, amount: str = "10.00") -> Any:  # noqa: ANN401
+async def withdraw(api: Api, player: uuid.UUID, amount: str = "10.00") -> Any:
     body = {
         "player_id": str(player),
         "amount": amount,
@@ -254,5 +254,7 @@ async def test_postgresql_keeps_uses_within_the_limit_and_the_period(
         not_overturned.replace(":a", "(SELECT id FROM appeals WHERE id = :a)"),
         p=player, a=appeal, d=refusal,
     )  # fmt: skip
-    early = "INSERT INTO override_expiries (override_id, at, why) VALUES (:o, now(), 'period_ended')"
+    early = (
+        "INSERT INTO override_expiries (override_id, at, why) VALUES (:o, now(), 'period_ended')"
+    )
     assert "not over" in await refused(early, o=done.override_id)
