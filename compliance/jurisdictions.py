@@ -38,6 +38,10 @@ _KEYS = {
 APPEAL_DEFAULTS = {"appeal_window_days": 30, "appeal_ack_days": 5, "appeal_resolution_days": 56}
 MAX_APPEAL_DAYS = 366
 MAX_ADR_CHARS = 500
+# When the file's '*' does not name one: where a player whose appeal was upheld may turn next.
+DEFAULT_ADR = (
+    "The gambling regulator of your country, or an alternative dispute resolution body it approves"
+)
 
 
 class JurisdictionsError(ValueError):
@@ -55,7 +59,7 @@ class Jurisdiction:
     appeal_resolution_days: int = APPEAL_DEFAULTS["appeal_resolution_days"]
     # Where a player whose appeal was upheld may take their complaint next (an approved
     # alternative dispute resolution body): given to the player with the answer.
-    adr_body: str = ""
+    adr_body: str = DEFAULT_ADR
 
 
 @dataclass(frozen=True)
@@ -92,7 +96,7 @@ def _entry(code: str, raw: object, base: Jurisdiction | None) -> Jurisdiction:
     }
     if days["appeal_ack_days"] > days["appeal_resolution_days"]:
         raise JurisdictionsError(f"{code}: appeal_ack_days is after appeal_resolution_days")
-    adr = raw.get("adr_body", base.adr_body if base else None)
+    adr = raw.get("adr_body", base.adr_body if base else DEFAULT_ADR)
     if not isinstance(adr, str) or not adr.strip() or len(adr) > MAX_ADR_CHARS:
         raise JurisdictionsError(f"{code}: adr_body names the ADR body in 1 to 500 characters")
     return Jurisdiction(blocked, due_diligence, review, **days, adr_body=adr.strip())

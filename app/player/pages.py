@@ -343,13 +343,10 @@ async def answer(
         if document is not None and document.filename:
             content = await document.read(appeals.MAX_DOCUMENT_BYTES + 1)
             papers.append((appeals.checked_document(document.content_type, content), content))
+        if not found.open:
+            raise Conflict("appeal_closed", appeals.CLOSED_MESSAGE)
         if found.state != "info_requested":
-            raise Conflict(
-                "illegal_appeal_step" if found.open else "appeal_closed",
-                "nobody asked you for information on this appeal"
-                if found.open
-                else appeals.CLOSED_MESSAGE,
-            )
+            raise Conflict("illegal_appeal_step", "nobody asked you for information on this appeal")
         keys = request.app.state.vault_keys
         async with request.app.state.vault_uow_factory() as sealing:
             message_token = await vault.store_document(

@@ -107,6 +107,34 @@ def text_of(page: httpx.Response) -> str:
     return " ".join(re.sub(r"<[^>]+>", " ", page.text).split())
 
 
+async def four_eyes(
+    api: Api, uows: UnitOfWorkFactory, clock: Clock, asker: Browser, appeal: str
+) -> None:
+    """The overturn's request: not by its asker, not by an officer, then by a senior officer."""
+    async with uows() as uow:
+        request_id = await sql.scalar(
+            uow, "SELECT id FROM approval_requests WHERE subject = %(s)s", {"s": appeal}
+        )
+    own = await asker.submit(  # a senior officer, but their own request
+        f"/console/approvals/{request_id}/approve", {"reason": "me"}, of="/console/approvals"
+    )
+    assert own.status_code == 403
+    assert "Nobody decides their own request" in own.text
+    colleague = await signed_in(api, uows, clock, "officer")
+    not_senior = await colleague.submit(
+        f"/console/approvals/{request_id}/approve", {"reason": "ok"}, of="/console/approvals"
+    )
+    assert not_senior.status_code == 403
+    assert (await state_of(uows, appeal))["state"] == "acknowledged"
+    mlro = await signed_in(api, uows, clock, "senior_officer")
+    approved = await mlro.submit(
+        f"/console/approvals/{request_id}/approve", {"reason": "agreed"}, of="/console/approvals"
+    )
+    assert approved.status_code == 303, approved.text
+    await colleague.aclose()
+    await mlro.aclose()
+
+
 # -- the whole path ----------------------------------------------------------------------------
 
 
@@ -145,27 +173,7 @@ async def test_a_kyc_refusal_overturned_under_four_eyes_lets_the_withdrawal_thro
     assert (await state_of(uows, appeal))["state"] == "acknowledged"  # not yet decided
     still = await withdraw(api, player)
     assert still.json()["error"]["code"] == "kyc_required"
-    async with uows() as uow:
-        request_id = await sql.scalar(
-            uow, "SELECT id FROM approval_requests WHERE subject = %(s)s", {"s": appeal}
-        )
-    own = await caseworker.submit(  # a senior officer, but their own request
-        f"/console/approvals/{request_id}/approve", {"reason": "me"}, of="/console/approvals"
-    )
-    assert own.status_code == 403
-    assert "Nobody decides their own request" in own.text
-    colleague = await signed_in(api, uows, clock, "officer")
-    not_senior = await colleague.submit(
-        f"/console/approvals/{request_id}/approve", {"reason": "ok"}, of="/console/approvals"
-    )
-    assert not_senior.status_code == 403
-    assert (await state_of(uows, appeal))["state"] == "acknowledged"
-
-    mlro = await signed_in(api, uows, clock, "senior_officer")
-    approved = await mlro.submit(
-        f"/console/approvals/{request_id}/approve", {"reason": "agreed"}, of="/console/approvals"
-    )
-    assert approved.status_code == 303, approved.text
+    await four_eyes(api, uows, clock, caseworker, appeal)
     decided = await state_of(uows, appeal)
     assert (decided["state"], decided["outcome"], decided["overrides"]) == (
         "decided",
@@ -196,8 +204,7 @@ async def test_a_kyc_refusal_overturned_under_four_eyes_lets_the_withdrawal_thro
     home = await browser.page()
     assert 'data-notice="appeal.decided"' in home.text
     assert 'data-notice="appeal.acknowledged"' in home.text
-    for b in (caseworker, colleague, mlro):
-        await b.aclose()
+    await caseworker.aclose()
 
 
 async def test_an_appeal_upheld_after_more_information_gives_the_player_the_adr_body(
@@ -331,7 +338,7 @@ async def file_directly(uows: UnitOfWorkFactory, player: uuid.UUID, decision: st
 
 
 def row_of(queue: httpx.Response, appeal: uuid.UUID) -> str:
-    found = re.search(rf'<tr data-appeal="{appeal}"[^>]*>.*?</tr>', queue.text, re.S)
+    found = re.search(rf'<tr data-appeal="{appeal}"[^>]*>.*?</tr>', queue.text, re.DOTALL)
     assert found, queue.text
     return found.group(0)
 
