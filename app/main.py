@@ -22,7 +22,7 @@ from app.outage import DatabaseWatch
 from app.player import pages as player
 from app.runtime import client_secrets, seal_clear_client_secrets, vault_keys
 from audit import keys
-from compliance import jurisdictions
+from compliance import jurisdictions, overrides
 from compliance.cashier import Cashier
 from compliance.vault.keys import KeyProvider
 from core import clients, sql
@@ -133,6 +133,27 @@ async def expire_abandoned_deposits(
             housekeeping_failed(watch, "expiring abandoned deposits", error)
 
 
+OVERRIDES_CONTEXT = EventContext(actor="server", trace_id="override-expiry")
+
+
+async def expire_overrides(
+    uows: UnitOfWorkFactory, *, every_s: float = EXPIRY_EVERY_S, watch: DatabaseWatch | None = None
+) -> None:
+    """Every minute, end the overrides of overturned appeals whose period is over
+    (`override.expired`): the gate stopped honouring them at their end already; this records
+    it (decision 0023)."""
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            async with uows() as uow:
+                ended = await overrides.expire_due(uow, ctx=OVERRIDES_CONTEXT)
+                await uow.commit()
+            if ended:
+                log.info("ended %d override(s) whose period is over", ended)
+        except Exception as error:  # housekeeping must never take the server down  # noqa: BLE001
+            housekeeping_failed(watch, "ending overrides", error)
+
+
 async def record_gate_settings(uows: UnitOfWorkFactory, settings: Settings) -> None:
     """At start: journal the jurisdiction settings file if it changed since the last start."""
     path = settings.jurisdictions_file or jurisdictions.JURISDICTIONS
@@ -173,7 +194,10 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await record_gate_settings(uow_factory, settings)
         await seal_clear_client_secrets(uow_factory, app.state.client_secrets, "system:start")
-        tasks = [asyncio.create_task(forget_old_nonces(uow_factory, settings, watch))]
+        tasks = [
+            asyncio.create_task(forget_old_nonces(uow_factory, settings, watch)),
+            asyncio.create_task(expire_overrides(uow_factory, watch=watch)),
+        ]
         if app.state.cashier is not None and settings.deposit_expiry_minutes > 0:
             tasks.append(
                 asyncio.create_task(

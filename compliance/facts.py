@@ -7,7 +7,8 @@ committed before the read counts, even when its timestamp is a hair later than t
 (amounts in minor units of the wallet currency, the due-diligence ones in EUR cents), the
 player's jurisdiction and age in years: nothing that identifies a person without the player id
 (no name, date of birth, document or contact). The gate hands the active ruleset the facts its
-manifest declares.
+manifest declares. The overrides in force for the player and the action (compliance.overrides)
+come in the same statement: a player without any pays one index probe for them.
 """
 
 import logging
@@ -19,7 +20,7 @@ from typing import Any, Protocol
 import psycopg
 from sqlalchemy.exc import SQLAlchemyError
 
-from compliance import rg
+from compliance import overrides, rg
 from compliance.ages import AgeSource
 from compliance.jurisdictions import Jurisdictions
 from core import fx, sql
@@ -146,6 +147,14 @@ SELECT p.jurisdiction, p.currency, act.version, act.content_hash,
      WHERE player_id IN (SELECT id FROM linked) AND kind = 'deposit'
        AND state IN ({_DEPOSIT_COUNTS}) GROUP BY currency) t) AS deposited_by_currency,
   (SELECT array_agg(id ORDER BY id) FROM linked) AS linked_ids,
+  (SELECT coalesce(json_agg(json_build_array(o.id, o.appeal_id, o.rule_ids, o.max_uses,
+            (SELECT count(*) FROM override_uses s WHERE s.override_id = o.id))
+          ORDER BY o.granted_at, o.id), '[]')
+     FROM overrides o WHERE o.player_id = p.id AND o.action = %(action)s
+     AND o.expires_at > %(now)s AND o.granted_at <= %(now)s
+     AND (o.max_uses IS NULL
+          OR (SELECT count(*) FROM override_uses s WHERE s.override_id = o.id) < o.max_uses)
+  ) AS overrides,
   u.*, d.*
 FROM players p
 LEFT JOIN LATERAL (
@@ -192,7 +201,12 @@ async def read(uow: UnitOfWork, movement: Movement) -> dict[str, Any]:
     row = await sql.one(
         uow,
         _GATHER,
-        {"player": movement.player_id, "zone": ZONE_OF_ACTION[movement.action], "now": uow.now},
+        {
+            "player": movement.player_id,
+            "zone": ZONE_OF_ACTION[movement.action],
+            "action": movement.action,
+            "now": uow.now,
+        },
     )
     if row is None:
         raise NotFound("unknown_player", "no such player", player_id=str(movement.player_id))
@@ -225,6 +239,7 @@ async def complete(
         "zone_off": row["zone_off"],
         "stake_minor": movement.amount.minor if movement.action in _STAKE_ACTIONS else 0,
         "deposit_minor": movement.amount.minor if movement.action == "deposit" else 0,
+        **overrides.facts(overrides.in_force(row)),
     }
     if needed & {"destination_denied", "kyt_list"}:
         hit = kyt.screen(movement.destination) if movement.destination else None

@@ -5,7 +5,8 @@ lock, right before posting; it gathers the facts (compliance.facts), asks the ru
 the player's jurisdiction, and
 
 - on allow, stores the decision in the same transaction and returns its id (the operation
-  writes it into its journal event);
+  writes it into its journal event); when an override of an overturned appeal let it through
+  (compliance.overrides), the use is recorded and journaled in the same transaction;
 - on deny, raises `Refused` with the reason code, the human reason, the decision id, the rules
   and policy version, and for responsible-gambling reasons the help contacts of the player's
   country. Nothing moves; the decision's record rides along as a kept write, which the API
@@ -19,7 +20,7 @@ moves (503): the gate fails closed.
 import uuid
 from pathlib import Path
 
-from compliance import facts
+from compliance import facts, overrides
 from compliance.ages import AgeSource
 from compliance.helplines import contacts_for
 from compliance.jurisdictions import Jurisdictions
@@ -92,6 +93,16 @@ class Gate:
             raise Unavailable("policy_unavailable", str(error), version=version) from None
         if recorded.decision.allowed:
             await decisions.store(uow, recorded, ctx)
+            lifting = overrides.in_force(row)
+            if lifting:  # which of them let this through, each use recorded and journaled
+                used = overrides.used_by(engine, movement.action, sheet, lifting)
+                await overrides.record_uses(
+                    uow,
+                    used=used,
+                    decision_id=recorded.id,
+                    player_id=movement.player_id,
+                    ctx=ctx,
+                )
             return recorded.id
         raise denial(recorded, country=place, ctx=ctx)
 

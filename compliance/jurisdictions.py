@@ -1,6 +1,7 @@
 """Per-jurisdiction settings: blocked or not, the due-diligence threshold, the amount from
 which a withdrawal waits for an officer's approval, and the appeals' clock (how long a refusal
-may be appealed, and within how many days an appeal is acknowledged and resolved).
+may be appealed, within how many days an appeal is acknowledged and resolved, and the ADR body
+a player whose appeal is upheld may turn to).
 
 A data file the operator maintains (`compliance/data/jurisdictions.json`, or the file named by
 PITWARDEN_JURISDICTIONS_FILE): '*' gives the defaults, and an entry per ISO 3166-1 code
@@ -30,11 +31,17 @@ _KEYS = {
     "appeal_window_days",
     "appeal_ack_days",
     "appeal_resolution_days",
+    "adr_body",
 }
 # When the file's '*' does not say: a refusal may be appealed for 30 days; an appeal is
 # acknowledged within 5 days and resolved within 8 weeks (the UKGC's complaints rule).
 APPEAL_DEFAULTS = {"appeal_window_days": 30, "appeal_ack_days": 5, "appeal_resolution_days": 56}
 MAX_APPEAL_DAYS = 366
+MAX_ADR_CHARS = 500
+# When the file's '*' does not name one: where a player whose appeal was upheld may turn next.
+DEFAULT_ADR = (
+    "The gambling regulator of your country, or an alternative dispute resolution body it approves"
+)
 
 
 class JurisdictionsError(ValueError):
@@ -50,6 +57,9 @@ class Jurisdiction:
     appeal_window_days: int = APPEAL_DEFAULTS["appeal_window_days"]
     appeal_ack_days: int = APPEAL_DEFAULTS["appeal_ack_days"]
     appeal_resolution_days: int = APPEAL_DEFAULTS["appeal_resolution_days"]
+    # Where a player whose appeal was upheld may take their complaint next (an approved
+    # alternative dispute resolution body): given to the player with the answer.
+    adr_body: str = DEFAULT_ADR
 
 
 @dataclass(frozen=True)
@@ -86,7 +96,10 @@ def _entry(code: str, raw: object, base: Jurisdiction | None) -> Jurisdiction:
     }
     if days["appeal_ack_days"] > days["appeal_resolution_days"]:
         raise JurisdictionsError(f"{code}: appeal_ack_days is after appeal_resolution_days")
-    return Jurisdiction(blocked, due_diligence, review, **days)
+    adr = raw.get("adr_body", base.adr_body if base else DEFAULT_ADR)
+    if not isinstance(adr, str) or not adr.strip() or len(adr) > MAX_ADR_CHARS:
+        raise JurisdictionsError(f"{code}: adr_body names the ADR body in 1 to 500 characters")
+    return Jurisdiction(blocked, due_diligence, review, **days, adr_body=adr.strip())
 
 
 def _days(code: str, raw: dict[str, object], key: str, inherited: int) -> int:

@@ -158,6 +158,10 @@ class Appeal(Base):
         ),
         sa.CheckConstraint("explanation_token LIKE 'pii\\_%'", name="explanation_is_a_vault_token"),
         sa.CheckConstraint("jurisdiction ~ '^[A-Z]{2}$'", name="jurisdiction"),
+        sa.CheckConstraint(
+            "outcome_reason IS NULL OR outcome_reason LIKE 'pii\\_%'",
+            name="outcome_reason_is_a_vault_token",
+        ),
         sa.Index("uq_appeals_open_decision", "decision_id", unique=True, postgresql_where=_OPEN),
         sa.Index("ix_appeals_player_id_filed_at", "player_id", "filed_at"),
         sa.Index("ix_appeals_open_by_deadline", "resolution_due_at", "id", postgresql_where=_OPEN),
@@ -240,3 +244,56 @@ class NotificationOutbox(Base):
     kind: Mapped[str] = mapped_column(sa.Text)
     created_at: Mapped[datetime] = mapped_column(TS)
     delivered_at: Mapped[datetime | None] = mapped_column(TS)
+
+
+class Override(Base):
+    """What an overturned appeal grants: the deny rules that refused lifted for the player and
+    the action, for a period and at most `max_uses` times (migration 0020: append-only, and
+    only for the player's overturned appeal of a refusal by those rules)."""
+
+    __tablename__ = "overrides"
+    __table_args__ = (
+        sa.CheckConstraint("cardinality(rule_ids) >= 1", name="rules"),
+        sa.CheckConstraint("max_uses IS NULL OR max_uses BETWEEN 1 AND 100", name="max_uses"),
+        sa.CheckConstraint("expires_at > granted_at", name="period"),
+        sa.Index("ix_overrides_player_id_action_expires_at", "player_id", "action", "expires_at"),
+        sa.Index("ix_overrides_expires_at", "expires_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    player_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("players.id"))
+    appeal_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("appeals.id"), unique=True)
+    decision_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("policy_decisions.id"))
+    action: Mapped[str] = mapped_column(sa.Text)
+    rule_ids: Mapped[list[str]] = mapped_column(sa.ARRAY(sa.Text))
+    max_uses: Mapped[int | None] = mapped_column(sa.Integer)
+    granted_at: Mapped[datetime] = mapped_column(TS)
+    expires_at: Mapped[datetime] = mapped_column(TS)
+    granted_by: Mapped[str] = mapped_column(sa.Text)
+
+
+class OverrideUse(Base):
+    """An allowing decision an override let through: the n-th use (1, 2, ... never past
+    max_uses)."""
+
+    __tablename__ = "override_uses"
+    __table_args__ = (
+        sa.CheckConstraint("n >= 1", name="n"),
+        sa.UniqueConstraint("override_id", "decision_id"),
+    )
+
+    override_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("overrides.id"), primary_key=True)
+    n: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    decision_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("policy_decisions.id"))
+    at: Mapped[datetime] = mapped_column(TS)
+
+
+class OverrideExpiry(Base):
+    """When an override ended: its period over, or its uses spent."""
+
+    __tablename__ = "override_expiries"
+    __table_args__ = (sa.CheckConstraint("why IN ('period_ended', 'uses_spent')", name="why"),)
+
+    override_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("overrides.id"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(TS)
+    why: Mapped[str] = mapped_column(sa.Text)

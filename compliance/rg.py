@@ -228,3 +228,48 @@ def describe(change: LimitChange, currency: str) -> str:
     amount = "no limit" if change.amount is None else format_minor(change.amount, currency)
     when = "now" if change.immediate else f"on {journal.rfc3339(change.effective_at)}"
     return f"{change.kind} limit per {change.period}: {amount}, in force {when}"
+
+
+async def end_cooling_off(
+    uow: UnitOfWork,
+    *,
+    player_id: uuid.UUID,
+    kind: Kind,
+    period: Period,
+    actor: str,
+    reason: str,
+    ctx: EventContext,
+) -> LimitChange:
+    """A raised (or removed) limit waiting for its cooling-off takes effect now: an appeal
+    overturned (decision 0023). The table stays append-only: the same amount is requested
+    again, in force at once; 409 `no_pending_limit` when none waits."""
+    await players.lock_player(uow, player_id)  # in order with the player's stakes
+    pending = (await limits(uow, player_id)).pending.get((kind, period))
+    if pending is None:
+        raise Conflict(
+            "no_pending_limit", f"no {kind} limit per {period} is waiting for its cooling-off"
+        )
+    amount, was_due = pending
+    await sql.run(
+        uow,
+        "INSERT INTO rg_limits (player_id, kind, period, amount, requested_at, effective_at,"
+        " set_by) VALUES (%(p)s, %(k)s, %(per)s, %(a)s, %(now)s, %(now)s, %(by)s)",
+        {"p": player_id, "k": kind, "per": period, "a": amount, "now": uow.now, "by": actor},
+    )
+    await journal.record(
+        uow,
+        "rg.limit_requested",
+        ctx=ctx,
+        player_id=player_id,
+        data={
+            "kind": kind,
+            "period": period,
+            "amount_minor": amount,
+            "effective_at": journal.rfc3339(uow.now),
+            "immediate": True,
+            "actor": actor,
+            "cooling_off_ended": journal.rfc3339(was_due),
+            "reason": reason,
+        },
+    )
+    return LimitChange(kind, period, amount, uow.now, immediate=True)

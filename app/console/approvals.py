@@ -16,8 +16,9 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from app.console.accounts import Officer
-from compliance import kyc
+from compliance import appeals, jurisdictions, kyc
 from compliance.cashier import Cashier
+from compliance.jurisdictions import Jurisdictions
 from core import journal, sql
 from core.errors import Conflict, InvalidRequest, NotFound, Unavailable
 from core.journal import EventContext
@@ -117,6 +118,17 @@ async def find(uow: UnitOfWork, request_id: uuid.UUID) -> Request:
     return Request(**row)
 
 
+async def waiting_for(uow: UnitOfWork, *, kind: str, subject: str) -> Request | None:
+    """The open request of this kind about this subject, if one waits."""
+    row = await sql.one(
+        uow,
+        _SELECT + " WHERE r.kind = %(k)s AND r.subject = %(s)s AND r.decided_at IS NULL"
+        " AND r.expires_at > %(now)s ORDER BY r.requested_at DESC LIMIT 1",
+        {"k": kind, "s": subject, "now": uow.now},
+    )
+    return None if row is None else Request(**row)
+
+
 async def listed(uow: UnitOfWork, *, limit: int = 50) -> list[Request]:
     """Open requests first (soonest to expire first), then the newest decided or expired; each
     part read along its own index."""
@@ -145,6 +157,8 @@ async def decide(
     reason: str,
     ctx: EventContext,
     cashier: Cashier | None = None,
+    settings: Jurisdictions | None = None,
+    notifier: appeals.Notifier | None = None,
 ) -> After | None:
     """Record the decision (once, in time, not one's own) and, when approved, lift the
     protection in the same transaction; returns what must follow the commit, if anything (an
@@ -169,7 +183,12 @@ async def decide(
     )
     if not approve:
         return None
-    return await EFFECTS[request.kind](Lifting(uow, request, officer, ctx, cashier))
+    return await EFFECTS[request.kind](
+        Lifting(
+            uow, request, officer, ctx, cashier,
+            settings or jurisdictions.load(), notifier or appeals.Outbox(),
+        )
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -181,6 +200,8 @@ class Lifting:
     officer: Officer
     ctx: EventContext
     cashier: Cashier | None
+    settings: Jurisdictions
+    notifier: appeals.Notifier
 
     @property
     def actor(self) -> str:
@@ -262,6 +283,25 @@ async def _activate(lifting: Lifting) -> After | None:
     return None
 
 
+async def _overturn(lifting: Lifting) -> After | None:
+    """The appeal overturned as the officer asked, with its remedy, naming both officers; an
+    appeal decided meanwhile (upheld by another officer) is 409 `appeal_closed`."""
+    payload = lifting.request.payload
+    await appeals.decide(
+        lifting.uow,
+        appeal_id=uuid.UUID(payload["appeal_id"]),
+        outcome="overturned",
+        reason_token=payload["reason_token"],
+        officer_id=lifting.request.requested_by,
+        approved_by=lifting.officer.id,
+        remedy=appeals.Remedy(payload["remedy"], int(payload["days"])),
+        settings=lifting.settings,
+        notifier=lifting.notifier,
+        ctx=lifting.ctx,
+    )
+    return None
+
+
 Effect = Callable[[Lifting], Awaitable[After | None]]
 EFFECTS: dict[str, Effect] = {
     "killswitch_on": _switch_on,
@@ -269,6 +309,7 @@ EFFECTS: dict[str, Effect] = {
     "payout_approve": _pay_out,
     "ruleset_activate": _activate,
     "kyc_raise": _raise_kyc,
+    "appeal_overturn": _overturn,
 }
 # What each kind asks, in the officers' words (the approvals page).
 WORDS = {
@@ -277,4 +318,5 @@ WORDS = {
     "payout_approve": "Approve a withdrawal",
     "ruleset_activate": "Activate a ruleset version",
     "kyc_raise": "Raise a player's KYC level",
+    "appeal_overturn": "Overturn an appeal of an AML or KYC refusal",
 }

@@ -101,7 +101,8 @@ class ConsoleSignInFailure(Base):
 
 
 APPROVAL_KINDS = (
-    "killswitch_on", "aml_hold_clear", "payout_approve", "ruleset_activate", "kyc_raise"
+    "killswitch_on", "aml_hold_clear", "payout_approve", "ruleset_activate", "kyc_raise",
+    "appeal_overturn",
 )  # fmt: skip
 
 

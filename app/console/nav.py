@@ -10,6 +10,7 @@ from policies.engine import Engine, UnknownAction
 
 LINKS = (
     ("/console", "Home", "console.home.view"),
+    ("/console/appeals", "Appeals", "console.appeals.view"),
     ("/console/payments", "Payments", "console.payments.view"),
     ("/console/approvals", "Four-eyes", "console.approvals.view"),
     ("/console/kill-switches", "Kill-switches", "console.killswitches.view"),

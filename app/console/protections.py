@@ -10,7 +10,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
 from app.console import access, approvals, problems, web
-from compliance import kyc
+from compliance import appeals, jurisdictions, kyc
 from core.errors import Conflict, DomainError, NotFound
 from policies import killswitch
 
@@ -152,6 +152,7 @@ async def approvals_page(current: web.Signed, request: Request) -> Response:
         csrf=current.csrf,
         requests=requests,
         words=approvals.WORDS,
+        remedies=appeals.REMEDIES,
         now=current.uow.now,
     )
 
@@ -189,6 +190,10 @@ async def decide(
             reason=reason,
             ctx=current.ctx,
             cashier=request.app.state.cashier,
+            settings=jurisdictions.load(
+                request.app.state.settings.jurisdictions_file or jurisdictions.JURISDICTIONS
+            ),
+            notifier=request.app.state.notifier,
         )
     except DomainError as error:
         await current.uow.rollback()

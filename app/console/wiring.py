@@ -8,6 +8,7 @@ from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
 from app.console import (
+    appeals_pages,
     audit_pages,
     decisions_pages,
     officers_pages,
@@ -60,4 +61,5 @@ def install(app: FastAPI) -> None:
     app.include_router(decisions_pages.router)
     app.include_router(rulesets_pages.router)
     app.include_router(audit_pages.router)
+    app.include_router(appeals_pages.router)
     app.mount("/console/static", StaticFiles(directory=web.HERE / "static"), name="console-static")

@@ -21,12 +21,12 @@ from app.api.rg import change_limit, standing_of
 from app.auth import Uow, trace_id
 from app.player import sessions, web
 from app.player_auth import InvalidToken, tokens
-from compliance import appeals, jurisdictions, rg
+from compliance import appeals, jurisdictions, overrides, rg
 from compliance.helplines import contacts_for
 from compliance.jurisdictions import Jurisdictions
 from compliance.vault import service as vault
 from core import players
-from core.errors import DomainError, InvalidRequest, NotFound
+from core.errors import Conflict, DomainError, InvalidRequest, NotFound
 from core.journal import EventContext
 
 router = APIRouter(prefix="/player", include_in_schema=False)
@@ -51,6 +51,13 @@ STATES = {
     "withdrawn": "Withdrawn",
 }
 OUTCOMES = {"upheld": "The refusal stands", "overturned": "The refusal was overturned"}
+NOTICES = {
+    "appeal.filed": "We received your appeal",
+    "appeal.acknowledged": "We acknowledged your appeal and are reviewing it",
+    "appeal.info_requested": "We need more information from you about your appeal",
+    "appeal.answered": "We received your information",
+    "appeal.decided": "Your appeal was decided",
+}
 TIME_OUT_DAYS = (1, 2, 3, 7, 14, 28, 42)
 
 
@@ -152,6 +159,7 @@ async def home(request: Request, uow: Uow, done: str = "") -> Response:
         mine = await appeals.of_player(uow, player_id=me.player_id)
         standing = await standing_of(uow, me.player_id)
         country = await appeals.jurisdiction_of(uow, me.player_id)
+        told = await appeals.notices(uow, player_id=me.player_id)
         await uow.commit()
     except DomainError as error:
         return web.problem(request, error, me)
@@ -167,6 +175,8 @@ async def home(request: Request, uow: Uow, done: str = "") -> Response:
         actions=ACTIONS,
         states=STATES,
         outcomes=OUTCOMES,
+        notices=told,
+        notice_words=NOTICES,
         kinds=rg.KINDS,
         periods=rg.PERIODS,
         time_out_days=TIME_OUT_DAYS,
@@ -286,10 +296,12 @@ async def appeal(appeal_id: str, request: Request, uow: Uow) -> Response:
         refusal = await appeals.refusal_of(
             uow, player_id=me.player_id, decision_id=found.decision_id, settings=_settings(request)
         )
+        granted = await overrides.of_appeal(uow, found.appeal_id)
         await uow.commit()
-        texts = await _read_back(
-            request, me, [found.explanation_token, *(m.body_token for m in found.messages)]
-        )
+        tokens = [found.explanation_token, *(m.body_token for m in found.messages)]
+        if found.outcome_reason:
+            tokens.append(found.outcome_reason)
+        texts = await _read_back(request, me, tokens)
     except DomainError as error:
         return web.problem(request, error, me)
     return web.page(
@@ -300,10 +312,70 @@ async def appeal(appeal_id: str, request: Request, uow: Uow) -> Response:
         appeal=found,
         refusal=refusal,
         texts=texts,
+        granted=granted,
         actions=ACTIONS,
         states=STATES,
         outcomes=OUTCOMES,
+        max_chars=appeals.MAX_EXPLANATION_CHARS,
+        max_kib=appeals.MAX_DOCUMENT_BYTES // 1024,
     )
+
+
+@router.post("/appeals/{appeal_id}/answer")
+async def answer(
+    *,
+    appeal_id: str,
+    request: Request,
+    uow: Uow,
+    csrf: Annotated[str | None, Form()] = None,
+    message: Annotated[str, Form()] = "",
+    document: Annotated[UploadFile | None, File()] = None,
+) -> Response:
+    """The player's answer to the officer's question: checked as an explanation is, sealed in
+    the vault first (its own commit), then the appeal moves on and its clock runs again."""
+    me = None
+    try:
+        me = await web.current(request, uow)
+        await web.checked_csrf(request, me, csrf)
+        found = await appeals.status(uow, player_id=me.player_id, appeal_id=_appeal(appeal_id))
+        text = appeals.checked_explanation(message)
+        papers: list[tuple[str, bytes]] = []
+        if document is not None and document.filename:
+            content = await document.read(appeals.MAX_DOCUMENT_BYTES + 1)
+            papers.append((appeals.checked_document(document.content_type, content), content))
+        if not found.open:
+            raise Conflict("appeal_closed", appeals.CLOSED_MESSAGE)
+        if found.state != "info_requested":
+            raise Conflict("illegal_appeal_step", "nobody asked you for information on this appeal")
+        keys = request.app.state.vault_keys
+        async with request.app.state.vault_uow_factory() as sealing:
+            message_token = await vault.store_document(
+                sealing, player_id=me.player_id, kind=appeals.MESSAGE_KIND,
+                content_type=appeals.TEXT, content=text.encode(), keys=keys, ctx=me.ctx,
+                create_key=True,
+            )  # fmt: skip
+            document_tokens = [
+                await vault.store_document(
+                    sealing,
+                    player_id=me.player_id,
+                    kind=appeals.DOCUMENT_KIND,
+                    content_type=content_type,
+                    content=content,
+                    keys=keys,
+                    ctx=me.ctx,
+                    create_key=True,
+                )
+                for content_type, content in papers
+            ]
+            await sealing.commit()
+        await appeals.answer(
+            uow, player_id=me.player_id, appeal_id=found.appeal_id, message_token=message_token,
+            document_tokens=document_tokens, notifier=request.app.state.notifier, ctx=me.ctx,
+        )  # fmt: skip
+        await uow.commit()
+    except DomainError as error:
+        return web.problem(request, error, me)
+    return web.redirect(request, f"/player/appeals/{found.appeal_id}")
 
 
 async def _read_back(request: Request, me: web.Current, tokens_: list[str]) -> dict[str, str]:

@@ -310,6 +310,25 @@ NO_MONEY = {
     ("POST", "/console/passkeys/sign-in/options"),
     ("POST", "/console/passkeys/sign-in"),
     ("POST", "/console/rulesets/{version}/activate"),
+    # a player's standing and the officers' accounts, the subject access export
+    ("POST", "/console/players/{player_id}/kyc"),
+    ("POST", "/console/players/{player_id}/exclusion"),
+    ("POST", "/console/players/{player_id}/dsar"),
+    ("POST", "/console/officers"),
+    ("POST", "/console/officers/{officer_id}/role"),
+    ("POST", "/console/officers/{officer_id}/{state}"),
+    # appeals: an overturn grants an override the gate honours later; nothing moves here
+    ("POST", "/console/appeals/{appeal_id}/acknowledge"),
+    ("POST", "/console/appeals/{appeal_id}/information"),
+    ("POST", "/console/appeals/{appeal_id}/reveal"),
+    ("POST", "/console/appeals/{appeal_id}/decide"),
+    # the player's page: its session, limits and breaks, appeals
+    ("POST", "/player/session"),
+    ("POST", "/player/sign-out"),
+    ("POST", "/player/limits"),
+    ("POST", "/player/time-out"),
+    ("POST", "/player/appeals"),
+    ("POST", "/player/appeals/{appeal_id}/answer"),
 }
 
 

@@ -167,6 +167,8 @@ def test_the_appeals_clock_defaults_to_30_5_and_56_days_and_an_entry_overrides_i
         ({"*": BASE, "MT": {"appeal_window_days": True}}, "appeal_window_days must be a whole"),
         ({"*": BASE, "MT": {"appeal_resolution_days": 400}}, "appeal_resolution_days must be"),
         ({"*": BASE, "MT": {"appeal_ack_days": 60}}, "appeal_ack_days is after"),
+        ({"*": BASE, "MT": {"adr_body": "  "}}, "adr_body names the ADR body"),
+        ({"*": BASE, "MT": {"adr_body": "x" * 501}}, "adr_body names the ADR body"),
     ],
 )
 def test_a_bad_file_is_refused_whole(
@@ -174,3 +176,14 @@ def test_a_bad_file_is_refused_whole(
 ) -> None:
     with pytest.raises(jurisdictions.JurisdictionsError, match=problem):
         jurisdictions.load(settings_file(tmp_path, "bad.json", content))
+
+
+def test_the_adr_body_is_per_jurisdiction_with_a_default(tmp_path: Path) -> None:
+    loaded = jurisdictions.load(
+        settings_file(tmp_path, "adr.json", {"*": BASE, "GB": {"adr_body": "IBAS"}})
+    )
+    assert loaded.of("GB").adr_body == "IBAS"
+    assert loaded.of("ZZ").adr_body == jurisdictions.DEFAULT_ADR
+    shipped = jurisdictions.load()
+    assert "Malta Gaming Authority" in shipped.of("MT").adr_body
+    assert "IBAS" in shipped.of("GB").adr_body

@@ -2,11 +2,13 @@
 revealed fields, refusals, duplicates, documents, export, erasure, key rotation, isolation."""
 
 import base64
+import html
 import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -15,8 +17,10 @@ from compliance.vault import rotation, service
 from compliance.vault.keys import LocalKeyFile, UnknownKekVersion, WrappedKey
 from core import clients
 from core.uow import UnitOfWorkFactory
+from tests import console_support
 from tests.audit_support import catch_up
 from tests.conftest import CTX, Api, Clock
+from tests.console_support import Browser
 from tests.player_support import Player
 
 pytestmark = pytest.mark.commits
@@ -346,13 +350,53 @@ async def test_kek_rotation_interrupted_then_resumed(
         assert shown.status_code == 200
 
 
+async def console_steps(
+    api: Api,
+    uows: UnitOfWorkFactory,
+    clock: Clock,
+    player: Player,
+    appealed: httpx.Response,
+    said: tuple[str, str, str],
+) -> None:
+    """An officer reveals the appeal in the console, asks the player, who answers; the officer
+    upholds it. Each page shows the words; nothing else keeps them."""
+    question, answer, reason = said
+    appeal_id = appealed.headers["location"].rsplit("/", 1)[1]
+    page = f"/console/appeals/{appeal_id}"
+    officer = Browser(api.app, clock)
+    await officer.sign_in(await console_support.officer(uows, "officer"))
+    try:
+        assert (await officer.submit(f"{page}/reveal", {}, of=page)).status_code == 200
+        asked = await officer.submit(f"{page}/information", {"message": question}, of=page)
+        assert asked.status_code == 303, asked.text
+        mine = await player.page(f"/player/appeals/{appeal_id}")
+        assert question in html.unescape(mine.text)
+        answered = await player.http.post(
+            f"/player/appeals/{appeal_id}/answer",
+            data={"csrf": console_support.csrf_of(mine), "message": answer},
+            files={"document": ("", b"", "")},
+        )
+        assert answered.status_code == 303, answered.text
+        upheld = await officer.submit(
+            f"{page}/decide", {"outcome": "upheld", "reason": reason}, of=page
+        )
+        assert upheld.status_code == 303, upheld.text
+        revealed = await officer.submit(f"{page}/reveal", {}, of=page)
+        assert answer in html.unescape(revealed.text)
+        assert reason in html.unescape(revealed.text)
+    finally:
+        await officer.aclose()
+
+
 async def test_no_personal_value_or_client_secret_leaks(
     committed_api: Api,
     committed_uows: UnitOfWorkFactory,
     owner_engine: AsyncEngine,
     caplog: pytest.LogCaptureFixture,
+    clock: Clock,
 ) -> None:
-    """Register, play, appeal a refusal, reveal, export, rotate the operator's secret and sign
+    """Register, play, appeal a refusal (an officer reads it, asks, the player answers, the
+    officer upholds), reveal, export, rotate the operator's secret and sign
     with both; then look for every personal value in every table outside the vault, and for the
     appeal's explanation and every client secret in every table of every schema, in the journal,
     in the audit log and in the logs."""
@@ -415,6 +459,14 @@ async def test_no_personal_value_or_client_secret_leaks(
     appealed = await browser.appeal(refused.json()["error"]["details"]["decision_id"], explanation)
     assert appealed.status_code == 303, appealed.text
     assert explanation in (await browser.page(appealed.headers["location"])).text
+    # an officer reads it in the console (step-up, the vault's appeal_review), asks, the player
+    # answers, the officer upholds: every word of theirs names the player too
+    question, answer, reason = (
+        f"{personal['legal_name']}, which card ending {uuid.uuid4().hex[:10]} is your sister's?",
+        f"The one ending {uuid.uuid4().hex[:10]}, registered to {personal['email']}.",
+        f"{personal['legal_name']}: the card ending {uuid.uuid4().hex[:10]} is in your name.",
+    )
+    await console_steps(api, committed_uows, clock, browser, appealed, (question, answer, reason))
     for field in personal:  # an officer reveals the rest, and exports
         assert await officer_reveal(api, player, field) is not None
     await dsar_export(api, player)
@@ -422,7 +474,9 @@ async def test_no_personal_value_or_client_secret_leaks(
     needles = {v.lower() for v in personal.values() if len(v) > 3} | {
         personal["iban"].replace(" ", "").lower()
     }
-    words = {explanation.lower(), explanation.split(". ")[1].lower()}
+    words = {explanation.lower(), explanation.split(". ")[1].lower()} | {
+        said.lower() for said in (question, answer, reason)
+    }
     client_secrets = {api.provider.secret, old_secret, rotated.secret}
     secret_needles = {s.lower() for s in client_secrets} | {
         s.encode().hex()

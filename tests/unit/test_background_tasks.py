@@ -102,3 +102,28 @@ async def test_abandoned_deposits_are_expired_every_round_and_failures_do_not_st
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_ended_overrides_are_swept_every_round_and_failures_do_not_stop_it() -> None:
+    calls = 0
+
+    class Failing:
+        def __call__(self) -> Self:
+            return self
+
+        async def __aenter__(self) -> Self:
+            nonlocal calls
+            calls += 1
+            raise ConnectionError("the database restarted")
+
+        async def __aexit__(self, *_: object) -> None:
+            return None
+
+    uows: Any = Failing()
+    task = asyncio.create_task(main.expire_overrides(uows, every_s=0.01))
+    await asyncio.sleep(0.1)
+    assert not task.done()
+    assert calls >= 3  # logged, and the next round came
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task

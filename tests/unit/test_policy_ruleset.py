@@ -1,6 +1,7 @@
 """Rulesets: the shipped one loads, the content hash pins every byte and name, and malformed
 rulesets are refused with a message that says what is wrong."""
 
+import dataclasses
 import json
 import shutil
 from collections.abc import Callable
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from policies import ruleset
+from policies.engine import Engine
 from policies.ruleset import RulesetError, RulesetTampered
 
 SHIPPED = ruleset.RULESETS / "2026-11-v1"
@@ -293,7 +295,12 @@ NOT_APPEALABLE = {  # the reasons a player cannot appeal, and the key of the wor
 def test_every_refusal_of_the_appeals_ruleset_says_whether_it_may_be_appealed() -> None:
     loaded = ruleset.load(APPEALS_SHIPPED)
     v3 = ruleset.load(ruleset.RULESETS / "2026-11-v3")
-    assert loaded.rules == v3.rules  # only appeals changed
+    for mine, theirs in zip(loaded.rules, v3.rules, strict=True):  # v3's, and overrides
+        lifted = mine.effect == "deny" and loaded.appealability([mine.id]).appealable
+        clause = f" && !(' {mine.id} ' in r.sub.overridden_rules)"
+        assert mine == (
+            dataclasses.replace(theirs, condition=theirs.condition + clause) if lifted else theirs
+        ), mine.id
     assert loaded.reasons == v3.reasons
     assert loaded.appeals is not None
     for rule in loaded.rules:
@@ -309,6 +316,33 @@ def test_every_refusal_of_the_appeals_ruleset_says_whether_it_may_be_appealed() 
                        "deny-deposit-due-diligence", "deny-bet-place-loss-limit-24h"):  # fmt: skip
         assert loaded.appealability([appealable]).appealable
     assert loaded.appealability([]).appealable  # no rule explains it: a person should look
+
+
+def test_an_override_lifts_exactly_the_rules_it_names_and_none_that_may_not_be_appealed() -> None:
+    engine = Engine(ruleset.load(APPEALS_SHIPPED))
+    withdrawal = {
+        "zone_off": False, "kyc_verified": False, "aml_hold": True, "destination_denied": False,
+        "due_diligence_total_eur_minor": 0, "due_diligence_threshold_eur_minor": 200_000,
+        "overridden_rules": "",
+    }  # fmt: skip
+
+    def refused_by(**changes: object) -> tuple[str, ...]:
+        return engine.decide("withdrawal", withdrawal | changes).rule_ids
+
+    assert refused_by() == ("deny-withdrawal-kyc", "deny-withdrawal-aml-hold")
+    assert refused_by(overridden_rules=" deny-withdrawal-kyc ") == ("deny-withdrawal-aml-hold",)
+    assert refused_by(overridden_rules=" deny-withdrawal-kyc-x ") == (
+        "deny-withdrawal-kyc", "deny-withdrawal-aml-hold",
+    )  # fmt: skip
+    both = " deny-withdrawal-aml-hold deny-withdrawal-kyc "
+    assert engine.decide("withdrawal", withdrawal | {"overridden_rules": both}).allowed
+    assert refused_by(overridden_rules=both, destination_denied=True) == (
+        "deny-withdrawal-destination-denied",
+    )  # a sanctions-like hit may not be appealed, so no override lifts it
+    needs = engine.needs("bet.place")
+    assert "overridden_rules" in needs  # the appealable limits read it
+    self_excluded = [r for r in engine.ruleset.rules if r.id == "deny-bet-place-self-excluded"]
+    assert "overridden_rules" not in self_excluded[0].condition
 
 
 def test_one_rule_that_may_not_be_appealed_closes_the_appeal_of_the_whole_refusal() -> None:
